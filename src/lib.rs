@@ -1,0 +1,59 @@
+//! # tierkit: the building blocks of a service that scales from zero to millions of users
+//!
+//! tierkit is a family of small, independent crates. This facade re-exports each of them as a
+//! module behind a default-on feature of the same name, so `cargo add tierkit` gives you all of
+//! them and `cargo add tierkit --no-default-features --features cache` just one. Each crate is
+//! also usable on its own (`cargo add tierkit-cache`).
+//!
+//! | step of the scaling story | module | crate |
+//! |---|---|---|
+//! | place keys on nodes so that adding a node moves few keys | [`consistent_hash`] | `tierkit-consistent-hash` |
+//! | spread requests over web servers, route around failures | `lb` | `tierkit-lb` |
+//! | keep hot data in memory so the database is hit less | `cache` | `tierkit-cache` |
+//! | send writes to the primary and reads to replicas | `replication` | `tierkit-replication` |
+//! | split the data by a sharding key | `shard` | `tierkit-shard` |
+//! | decouple tiers with a durable queue | `mq` | `tierkit-mq` |
+//!
+//! ```
+//! # #[cfg(feature = "consistent-hash")]
+//! # fn main() -> Result<(), tierkit::consistent_hash::Error> {
+//! use tierkit::consistent_hash::{HashRing, Placement};
+//!
+//! let ring = HashRing::from_nodes(["cache-a", "cache-b", "cache-c"])?;
+//! let node = ring.locate("user:42");
+//! assert!(node.is_some());
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "consistent-hash"))]
+//! # fn main() {}
+//! ```
+//!
+//! ## Crate features
+//! Every feature is on by default; each enables the module of the same name:
+//! `consistent-hash`, `lb`, `cache`, `replication`, `shard`, `mq`.
+
+#![deny(missing_docs)]
+
+#[cfg(feature = "consistent-hash")]
+#[doc(inline)]
+pub use tierkit_consistent_hash as consistent_hash;
+
+#[cfg(feature = "lb")]
+#[doc(inline)]
+pub use tierkit_lb as lb;
+
+#[cfg(feature = "cache")]
+#[doc(inline)]
+pub use tierkit_cache as cache;
+
+#[cfg(feature = "replication")]
+#[doc(inline)]
+pub use tierkit_replication as replication;
+
+#[cfg(feature = "shard")]
+#[doc(inline)]
+pub use tierkit_shard as shard;
+
+#[cfg(feature = "mq")]
+#[doc(inline)]
+pub use tierkit_mq as mq;
