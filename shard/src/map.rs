@@ -1,0 +1,615 @@
+//! [`ShardMap`]: the shards, the strategy, and live migrations, behind one atomic snapshot.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::{
+    AsShardKey, Colocation, Directory, Error, ReshardPlan, Result, ShardId, ShardStrategy,
+};
+
+/// Where to send an operation on one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The key lives on this shard.
+    Shard(ShardId),
+    /// The key is being moved from `source` to `target`:
+    /// - **writes** go to `target`;
+    /// - **deletes** go to both (else the copy would bring the key back);
+    /// - **reads** try `target`, then `source`, then `target` again (the key may have been
+    ///   copied and deleted between the first two reads) — the ASK redirect of Redis Cluster.
+    Migrating {
+        /// Where the key lived before the migration step.
+        source: ShardId,
+        /// Where it lives after.
+        target: ShardId,
+    },
+}
+
+impl Route {
+    /// The shard to write to.
+    #[must_use]
+    pub fn write_shard(&self) -> ShardId {
+        match *self {
+            Route::Shard(s) | Route::Migrating { target: s, .. } => s,
+        }
+    }
+}
+
+/// What a shard server answers when asked about a key that is not (only) its own: the outcomes
+/// Redis Cluster clients know. See [`Snapshot::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Redirect {
+    /// The key belongs to another shard: refresh the routing view and go there.
+    #[error("MOVED to shard {0}")]
+    Moved(ShardId),
+    /// The key is migrating and may already be on the target: ask the target this once,
+    /// without updating the routing view.
+    #[error("ASK shard {0}")]
+    Ask(ShardId),
+    /// A multi-key request touches a key being migrated: retry shortly.
+    #[error("TRYAGAIN: a key of the request is being migrated")]
+    TryAgain,
+    /// A multi-key request spans shards (CROSSSLOT): it cannot run on one shard.
+    #[error("CROSSSLOT: keys of the request belong to different shards")]
+    CrossShard,
+}
+
+/// Progress of one migration step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepState {
+    /// Not started: its keys route to the source.
+    Pending,
+    /// Copying: its keys route as [`Route::Migrating`].
+    Copying,
+    /// Done: its keys route to the target.
+    Done,
+}
+
+impl StepState {
+    fn name(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Copying => "copying",
+            StepState::Done => "done",
+        }
+    }
+}
+
+/// A migration in progress.
+#[derive(Debug, Clone)]
+struct Migration {
+    id: u64,
+    plan: Arc<ReshardPlan>,
+    steps: Vec<StepState>,
+}
+
+/// One immutable view of the map: the shards, the strategy, any migration. Load one with
+/// [`ShardMap::snapshot`] to route several keys against the same view.
+#[derive(Debug)]
+pub struct Snapshot<S> {
+    version: u64,
+    colocation: Colocation,
+    shards: Vec<(ShardId, Arc<S>)>,
+    strategy: Arc<Directory>,
+    migration: Option<Migration>,
+}
+
+impl<S> Snapshot<S> {
+    /// Increases by one with every change to the map.
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The shard handle for `id`.
+    #[must_use]
+    pub fn shard(&self, id: ShardId) -> Option<&Arc<S>> {
+        self.shards
+            .binary_search_by_key(&id, |(i, _)| *i)
+            .ok()
+            .map(|i| &self.shards[i].1)
+    }
+
+    /// Every shard id, ascending.
+    pub fn shard_ids(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.shards.iter().map(|(id, _)| *id)
+    }
+
+    /// The current strategy (with its pins).
+    #[must_use]
+    pub fn strategy(&self) -> &Arc<Directory> {
+        &self.strategy
+    }
+
+    /// Routes one key. Allocation-free.
+    #[inline]
+    pub fn route<K: AsShardKey + ?Sized>(&self, key: &K) -> Route {
+        let key = self.colocation.apply(key.as_shard_key());
+        let Some(m) = &self.migration else {
+            return Route::Shard(self.strategy.shard_of(key));
+        };
+        let Some((source, target)) = m.plan.moves(&key) else {
+            return Route::Shard(self.strategy.shard_of(key));
+        };
+        let state = m
+            .plan
+            .step_of(source, target)
+            .and_then(|i| m.steps.get(i).copied())
+            // Every moving pair has a step by construction of the plan.
+            .unwrap_or(StepState::Copying);
+        match state {
+            StepState::Pending => Route::Shard(source),
+            StepState::Copying => Route::Migrating { source, target },
+            StepState::Done => Route::Shard(target),
+        }
+    }
+
+    /// Routes a multi-key request that must run on one shard.
+    ///
+    /// # Errors
+    /// [`Redirect::TryAgain`] if any key is migrating, [`Redirect::CrossShard`] if the keys
+    /// belong to different shards.
+    pub fn route_all<K, I>(&self, keys: I) -> Result<Option<ShardId>, Redirect>
+    where
+        K: AsShardKey,
+        I: IntoIterator<Item = K>,
+    {
+        let mut shard = None;
+        for key in keys {
+            match self.route(&key) {
+                Route::Migrating { .. } => return Err(Redirect::TryAgain),
+                Route::Shard(s) if shard.is_some_and(|t| t != s) => {
+                    return Err(Redirect::CrossShard);
+                }
+                Route::Shard(s) => shard = Some(s),
+            }
+        }
+        Ok(shard)
+    }
+
+    /// What shard `at` should do with a request for `key`, by this view: `Ok` to serve it, or
+    /// the redirect to answer. A shard server calls this under its own lock, before executing,
+    /// so a client routing with an older view is corrected instead of writing to a stale shard.
+    /// During a migration the source answers [`Redirect::Ask`] for keys it no longer has
+    /// (`has_key` false) and for all writes; the target serves everything.
+    ///
+    /// # Errors
+    /// The redirect the client must follow.
+    pub fn check<K: AsShardKey + ?Sized>(
+        &self,
+        key: &K,
+        at: ShardId,
+        is_write: bool,
+        has_key: bool,
+    ) -> Result<(), Redirect> {
+        match self.route(key) {
+            Route::Shard(s) if s == at => Ok(()),
+            Route::Shard(s) => Err(Redirect::Moved(s)),
+            Route::Migrating { target, .. } if target == at => Ok(()),
+            Route::Migrating { source, target } if source == at => {
+                if is_write || !has_key {
+                    Err(Redirect::Ask(target))
+                } else {
+                    Ok(())
+                }
+            }
+            Route::Migrating { target, .. } => Err(Redirect::Moved(target)),
+        }
+    }
+
+    /// The state of each step of the migration in progress, if any.
+    #[must_use]
+    pub fn migration_steps(&self) -> Option<&[StepState]> {
+        self.migration.as_ref().map(|m| m.steps.as_slice())
+    }
+}
+
+/// The routing brain in front of an application's shards: owns the shard handles (`S`, e.g. a
+/// connection pool per shard), the [`ShardStrategy`] (always behind a [`Directory`] so keys can
+/// be pinned), the co-location rule, and any migration in progress.
+///
+/// Every change publishes a new immutable [`Snapshot`]; routing loads the current one without
+/// locking or allocating, so reads never block, even during a cut-over. Changes are serialised
+/// by a mutex that routing never touches.
+///
+/// # Examples
+///
+/// ```
+/// use tierkit_shard::{Modulo, Route, ShardId, ShardMap};
+///
+/// # fn main() -> Result<(), tierkit_shard::Error> {
+/// let map = ShardMap::builder()
+///     .shards((0..4).map(|i| (ShardId(i), format!("postgres://shard-{i}"))))
+///     .strategy(Modulo::new(4)?)
+///     .build()?;
+/// assert_eq!(map.route(&10u64), Route::Shard(ShardId(2))); // user_id % 4
+/// let pool = map.shard(ShardId(2)).expect("exists");
+/// assert_eq!(*pool, "postgres://shard-2");
+/// # Ok(())
+/// # }
+/// ```
+pub struct ShardMap<S> {
+    state: ArcSwap<Snapshot<S>>,
+    writer: Mutex<u64>,
+}
+
+/// Configures a [`ShardMap`].
+#[must_use]
+pub struct ShardMapBuilder<S> {
+    shards: Vec<(ShardId, S)>,
+    strategy: Option<Arc<dyn ShardStrategy>>,
+    colocation: Colocation,
+}
+
+impl<S> Default for ShardMapBuilder<S> {
+    fn default() -> Self {
+        ShardMapBuilder {
+            shards: Vec::new(),
+            strategy: None,
+            colocation: Colocation::default(),
+        }
+    }
+}
+
+impl<S> ShardMapBuilder<S> {
+    /// Adds one shard.
+    pub fn shard(mut self, id: ShardId, handle: S) -> Self {
+        self.shards.push((id, handle));
+        self
+    }
+
+    /// Adds shards.
+    pub fn shards<I: IntoIterator<Item = (ShardId, S)>>(mut self, shards: I) -> Self {
+        self.shards.extend(shards);
+        self
+    }
+
+    /// The strategy (required).
+    pub fn strategy<T: ShardStrategy + 'static>(mut self, strategy: T) -> Self {
+        self.strategy = Some(Arc::new(strategy));
+        self
+    }
+
+    /// The co-location rule (default: [`Colocation::HashTag`]).
+    pub fn colocation(mut self, colocation: Colocation) -> Self {
+        self.colocation = colocation;
+        self
+    }
+
+    /// Validates and builds the map.
+    ///
+    /// # Errors
+    /// [`Error::EmptyShardSet`] with no shards or no strategy, [`Error::DuplicateShard`], and
+    /// [`Error::UnknownShard`] if the strategy can route to a shard the map does not have.
+    pub fn build(self) -> Result<ShardMap<S>> {
+        let strategy = self.strategy.ok_or(Error::EmptyShardSet)?;
+        let mut shards: Vec<(ShardId, Arc<S>)> = self
+            .shards
+            .into_iter()
+            .map(|(id, s)| (id, Arc::new(s)))
+            .collect();
+        if shards.is_empty() {
+            return Err(Error::EmptyShardSet);
+        }
+        shards.sort_by_key(|(id, _)| *id);
+        if let Some(w) = shards.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::DuplicateShard(w[0].0));
+        }
+        let strategy = Arc::new(Directory::over(strategy));
+        check_known(&shards, strategy.shards())?;
+        Ok(ShardMap {
+            state: ArcSwap::from_pointee(Snapshot {
+                version: 0,
+                colocation: self.colocation,
+                shards,
+                strategy,
+                migration: None,
+            }),
+            writer: Mutex::new(0),
+        })
+    }
+}
+
+fn check_known<S>(shards: &[(ShardId, Arc<S>)], ids: &[ShardId]) -> Result<()> {
+    match ids
+        .iter()
+        .find(|id| shards.binary_search_by_key(*id, |(i, _)| *i).is_err())
+    {
+        Some(&id) => Err(Error::UnknownShard(id)),
+        None => Ok(()),
+    }
+}
+
+impl<S> ShardMap<S> {
+    /// A builder.
+    pub fn builder() -> ShardMapBuilder<S> {
+        ShardMapBuilder::default()
+    }
+
+    /// The current view. Hold it to route many keys against one consistent version.
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Snapshot<S>> {
+        self.state.load_full()
+    }
+
+    /// Routes one key against the current view. Allocation-free and lock-free.
+    #[inline]
+    pub fn route<K: AsShardKey + ?Sized>(&self, key: &K) -> Route {
+        self.state.load().route(key)
+    }
+
+    /// The handle of shard `id`.
+    #[must_use]
+    pub fn shard(&self, id: ShardId) -> Option<Arc<S>> {
+        self.state.load().shard(id).cloned()
+    }
+
+    /// The version of the current view.
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.state.load().version
+    }
+
+    /// Applies `change` to a copy of the current view and publishes it, under the writer lock.
+    fn update(&self, change: impl FnOnce(&Snapshot<S>) -> Result<Snapshot<S>>) -> Result<()> {
+        let mut version = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.state.load_full();
+        let mut next = change(&current)?;
+        *version = current.version + 1;
+        next.version = *version;
+        self.state.store(Arc::new(next));
+        Ok(())
+    }
+
+    fn with(current: &Snapshot<S>) -> Snapshot<S> {
+        Snapshot {
+            version: current.version,
+            colocation: current.colocation,
+            shards: current.shards.clone(),
+            strategy: current.strategy.clone(),
+            migration: current.migration.clone(),
+        }
+    }
+
+    /// Adds a shard that no key routes to yet (plan a migration to give it keys).
+    ///
+    /// # Errors
+    /// [`Error::DuplicateShard`] if `id` exists.
+    pub fn add_shard(&self, id: ShardId, handle: S) -> Result<()> {
+        let mut handle = Some(handle);
+        self.update(|cur| {
+            let at = match cur.shards.binary_search_by_key(&id, |(i, _)| *i) {
+                Ok(_) => return Err(Error::DuplicateShard(id)),
+                Err(at) => at,
+            };
+            let mut next = Self::with(cur);
+            if let Some(h) = handle.take() {
+                next.shards.insert(at, (id, Arc::new(h)));
+            }
+            Ok(next)
+        })
+    }
+
+    /// Removes a shard that no key routes to any more, returning its handle's `Arc`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`] if absent; [`Error::MigrationInProgress`] if the strategy or a
+    /// migration still uses it.
+    pub fn remove_shard(&self, id: ShardId) -> Result<Arc<S>> {
+        let mut removed = None;
+        self.update(|cur| {
+            let at = cur
+                .shards
+                .binary_search_by_key(&id, |(i, _)| *i)
+                .map_err(|_| Error::UnknownShard(id))?;
+            if let Some(m) = &cur.migration {
+                return Err(Error::MigrationInProgress(m.id));
+            }
+            if cur.strategy.shards().contains(&id) {
+                return Err(Error::MigrationInProgress(0));
+            }
+            let mut next = Self::with(cur);
+            removed = Some(next.shards.remove(at).1);
+            Ok(next)
+        })?;
+        removed.ok_or(Error::UnknownShard(id))
+    }
+
+    /// A plan from the current strategy to `new` (keeping the current pins).
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`] if `new` routes to a shard the map does not have (add it first).
+    pub fn plan_to<T: ShardStrategy + 'static>(&self, new: T) -> Result<ReshardPlan> {
+        let cur = self.state.load();
+        let to = Arc::new(cur.strategy.with_inner(Arc::new(new)));
+        check_known(&cur.shards, to.shards())?;
+        let mut plan = ReshardPlan::new(cur.strategy.clone(), to.clone());
+        plan.target_directory = Some(to);
+        Ok(plan)
+    }
+
+    /// A plan that pins `key` (after co-location) to `shard`: one step moving that key's data.
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`] if the map has no such shard.
+    pub fn plan_pin<K: AsShardKey + ?Sized>(&self, key: &K, shard: ShardId) -> Result<ReshardPlan> {
+        let cur = self.state.load();
+        check_known(&cur.shards, &[shard])?;
+        let key = cur.colocation.apply(key.as_shard_key());
+        let to = Arc::new(cur.strategy.pin(key, shard));
+        let mut plan = ReshardPlan::for_key(cur.strategy.clone(), to.clone(), key);
+        plan.target_directory = Some(to);
+        Ok(plan)
+    }
+
+    /// Starts a migration: every step `Pending`. Returns its id.
+    ///
+    /// # Errors
+    /// [`Error::MigrationInProgress`]; [`Error::UnknownShard`] if the plan's target strategy
+    /// routes to a shard the map does not have.
+    pub fn begin(&self, plan: ReshardPlan) -> Result<u64> {
+        let mut id = 0;
+        let plan = Arc::new(plan);
+        self.update(|cur| {
+            if let Some(m) = &cur.migration {
+                return Err(Error::MigrationInProgress(m.id));
+            }
+            check_known(&cur.shards, plan.to().shards())?;
+            let mut next = Self::with(cur);
+            id = cur.version + 1;
+            next.migration = Some(Migration {
+                id,
+                plan: plan.clone(),
+                steps: vec![StepState::Pending; plan.steps().len()],
+            });
+            Ok(next)
+        })?;
+        Ok(id)
+    }
+
+    fn set_step(
+        &self,
+        id: u64,
+        step: usize,
+        from: StepState,
+        to: StepState,
+        action: &'static str,
+    ) -> Result<()> {
+        self.update(|cur| {
+            let m = cur
+                .migration
+                .as_ref()
+                .filter(|m| m.id == id)
+                .ok_or(Error::NoSuchMigration(id))?;
+            let state = *m.steps.get(step).ok_or(Error::NoSuchStep {
+                step,
+                steps: m.steps.len(),
+            })?;
+            if state != from {
+                return Err(Error::StepState {
+                    step,
+                    state: state.name(),
+                    action,
+                });
+            }
+            let mut next = Self::with(cur);
+            if let Some(m) = next.migration.as_mut() {
+                m.steps[step] = to;
+            }
+            Ok(next)
+        })
+    }
+
+    /// Marks a step as copying: its keys now route as [`Route::Migrating`].
+    ///
+    /// # Errors
+    /// [`Error::NoSuchMigration`], [`Error::NoSuchStep`], [`Error::StepState`] unless pending.
+    pub fn start_step(&self, id: u64, step: usize) -> Result<()> {
+        self.set_step(id, step, StepState::Pending, StepState::Copying, "start")
+    }
+
+    /// Marks a step as done (its keys are all on the target): they now route to the target.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchMigration`], [`Error::NoSuchStep`], [`Error::StepState`] unless copying.
+    pub fn finish_step(&self, id: u64, step: usize) -> Result<()> {
+        self.set_step(id, step, StepState::Copying, StepState::Done, "finish")
+    }
+
+    /// The atomic cut-over: once every step is done, the plan's target strategy becomes the
+    /// map's strategy and the migration ends.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchMigration`]; [`Error::StepState`] for the first step not done.
+    pub fn complete(&self, id: u64) -> Result<()> {
+        self.update(|cur| {
+            let m = cur
+                .migration
+                .as_ref()
+                .filter(|m| m.id == id)
+                .ok_or(Error::NoSuchMigration(id))?;
+            if let Some((step, state)) = m
+                .steps
+                .iter()
+                .enumerate()
+                .find(|(_, s)| **s != StepState::Done)
+            {
+                return Err(Error::StepState {
+                    step,
+                    state: state.name(),
+                    action: "complete the migration with",
+                });
+            }
+            let mut next = Self::with(cur);
+            next.strategy = match &m.plan.target_directory {
+                Some(dir) => dir.clone(),
+                None => Arc::new(Directory::over(m.plan.to().clone())),
+            };
+            next.migration = None;
+            Ok(next)
+        })
+    }
+
+    /// Abandons a migration none of whose steps has started.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchMigration`]; [`Error::StepState`] if a step has started (finish it
+    /// instead: keys may already live on its target).
+    pub fn abort(&self, id: u64) -> Result<()> {
+        self.update(|cur| {
+            let m = cur
+                .migration
+                .as_ref()
+                .filter(|m| m.id == id)
+                .ok_or(Error::NoSuchMigration(id))?;
+            if let Some((step, state)) = m
+                .steps
+                .iter()
+                .enumerate()
+                .find(|(_, s)| **s != StepState::Pending)
+            {
+                return Err(Error::StepState {
+                    step,
+                    state: state.name(),
+                    action: "abort the migration with",
+                });
+            }
+            let mut next = Self::with(cur);
+            next.migration = None;
+            Ok(next)
+        })
+    }
+
+    /// The plan of the migration in progress.
+    #[must_use]
+    pub fn migration_plan(&self) -> Option<(u64, Arc<ReshardPlan>)> {
+        self.state
+            .load()
+            .migration
+            .as_ref()
+            .map(|m| (m.id, m.plan.clone()))
+    }
+}
+
+impl<S> std::fmt::Debug for ShardMap<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.load();
+        f.debug_struct("ShardMap")
+            .field("version", &s.version)
+            .field("shards", &s.shards.len())
+            .field("strategy", &s.strategy.inner().name())
+            .field("migrating", &s.migration.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> std::fmt::Debug for ShardMapBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardMapBuilder")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
