@@ -14,7 +14,15 @@
 //! - **resharding**: a [`ReshardPlan`] says which keys move where and how that compares to the
 //!   minimum; a migration routes moving keys through [`Route::Migrating`] (write to the target,
 //!   read target-source-target), servers validate with [`Snapshot::check`] (MOVED / ASK /
-//!   TRYAGAIN), and completion is an atomic cut-over.
+//!   TRYAGAIN), and completion is an atomic cut-over; a [`Migrator`] drives the copy through
+//!   the application's callbacks, resumably;
+//! - **hot keys**: a [`HotKeyDetector`] finds the celebrities in fixed memory, and the map pins
+//!   them to a dedicated shard ([`ShardMap::plan_pin`]);
+//! - **cross-shard queries**: [`scatter`] fans a request out with per-shard timeouts and bounded
+//!   concurrency and says which shards answered; [`merge`] combines the answers.
+//!
+//! ## Crate features
+//! - `scatter` (default): the [`scatter`] module, on tokio.
 //!
 //! ```
 //! use tierkit_shard::{HashSlots, Route, ShardId, ShardMap};
@@ -51,19 +59,26 @@
 mod consistent;
 mod directory;
 mod error;
+mod hotkey;
 mod key;
 mod map;
+pub mod merge;
+mod migrator;
 mod modulo;
 mod plan;
 mod range;
+#[cfg(feature = "scatter")]
+pub mod scatter;
 mod slots;
 mod strategy;
 
 pub use consistent::Consistent;
 pub use directory::Directory;
 pub use error::{Error, Result};
+pub use hotkey::{HotKey, HotKeyDetector};
 pub use key::{AsShardKey, Colocation, ShardKey, hash_tag};
 pub use map::{Redirect, Route, ShardMap, ShardMapBuilder, Snapshot, StepState};
+pub use migrator::{MigrateError, MigrationIo, Migrator, Progress};
 pub use modulo::Modulo;
 pub use plan::{MoveEstimate, ReshardPlan, Step};
 pub use range::Range;

@@ -120,3 +120,9 @@ pub(crate) fn sorted_unique(mut ids: Vec<ShardId>) -> crate::Result<Vec<ShardId>
     }
     Ok(ids)
 }
+
+/// Picks one of `n` buckets from a hash's high bits (multiply-shift).
+#[inline]
+pub(crate) fn bucket(hash: u64, n: usize) -> usize {
+    usize::try_from((u128::from(hash) * n as u128) >> 64).unwrap_or(0)
+}

@@ -3,8 +3,12 @@
 // Test inputs are small ranges; casts between them cannot truncate.
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 
+mod alloc;
+mod hotkey;
 mod migration;
+mod migrator;
 mod routing;
+mod scatter;
 
 #[test]
 fn shared_types_are_send_and_sync() {
