@@ -1,5 +1,6 @@
 //! [`HotKeyDetector`]: the celebrity problem, found in bounded memory.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +62,28 @@ pub struct HotKeyDetector<K> {
     hasher: KeyHasher,
     records: CachePadded<AtomicU64>,
     decay_every: u64,
+    sample_one_in: u32,
+}
+
+thread_local! {
+    /// Per-thread xorshift state for sampling decisions (no shared cache line, no lock).
+    static SAMPLER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// True with probability `1 / one_in`.
+fn sample(one_in: u32) -> bool {
+    SAMPLER.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            // Seed from the slot's address: distinct per thread, never zero.
+            x = (std::ptr::from_ref(s) as usize as u64) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x % u64::from(one_in) == 0
+    })
 }
 
 impl<K: Key + Eq + Clone> HotKeyDetector<K> {
@@ -97,7 +120,18 @@ impl<K: Key + Eq + Clone> HotKeyDetector<K> {
             hasher: KeyHasher::DEFAULT,
             records: CachePadded::new(AtomicU64::new(0)),
             decay_every,
+            sample_one_in: 1,
         })
+    }
+
+    /// Records only one access in `one_in` (chosen at random per thread), with weight `one_in`,
+    /// so a skipped access costs a few nanoseconds and no lock. Counts stay unbiased estimates;
+    /// keys hot enough to matter are still found (a key with `f` accesses is sampled about
+    /// `f / one_in` times). `0` and `1` record everything (the default).
+    #[must_use]
+    pub fn sampled(mut self, one_in: u32) -> Self {
+        self.sample_one_in = one_in.max(1);
+        self
     }
 
     /// Counts one access to `key`.
@@ -107,6 +141,14 @@ impl<K: Key + Eq + Clone> HotKeyDetector<K> {
 
     /// Counts `weight` accesses to `key` (for example a request's cost).
     pub fn record_n(&self, key: &K, weight: u32) {
+        let weight = if self.sample_one_in > 1 {
+            if !sample(self.sample_one_in) {
+                return;
+            }
+            weight.saturating_mul(self.sample_one_in)
+        } else {
+            weight
+        };
         let fp = self.hasher.hash(key);
         let shard = crate::strategy::bucket(fp, self.shards.len());
         self.shards[shard]
@@ -181,6 +223,7 @@ impl<K> std::fmt::Debug for HotKeyDetector<K> {
         f.debug_struct("HotKeyDetector")
             .field("shards", &self.shards.len())
             .field("decay_every", &self.decay_every)
+            .field("sample_one_in", &self.sample_one_in)
             .finish_non_exhaustive()
     }
 }

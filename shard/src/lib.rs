@@ -17,7 +17,8 @@
 //!   TRYAGAIN), and completion is an atomic cut-over; a [`Migrator`] drives the copy through
 //!   the application's callbacks, resumably;
 //! - **hot keys**: a [`HotKeyDetector`] finds the celebrities in fixed memory, and the map pins
-//!   them to a dedicated shard ([`ShardMap::plan_pin`]);
+//!   them to a dedicated shard ([`ShardMap::plan_pin`]) or spread a key's reads over copies on
+//!   several shards ([`Snapshot::route_spread_read`], [`replica_key`]);
 //! - **cross-shard queries**: [`scatter`] fans a request out with per-shard timeouts and bounded
 //!   concurrency and says which shards answered; [`merge`] combines the answers.
 //!
@@ -70,6 +71,7 @@ mod range;
 #[cfg(feature = "scatter")]
 pub mod scatter;
 mod slots;
+mod spread;
 mod strategy;
 
 pub use consistent::Consistent;
@@ -83,4 +85,10 @@ pub use modulo::Modulo;
 pub use plan::{MoveEstimate, ReshardPlan, Step};
 pub use range::Range;
 pub use slots::{HashSlots, SLOTS, crc16};
+pub use spread::replica_key;
 pub use strategy::{ShardId, ShardStrategy};
+
+// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

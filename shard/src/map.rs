@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use crate::{
-    AsShardKey, Colocation, Directory, Error, ReshardPlan, Result, ShardId, ShardStrategy,
+    AsShardKey, Colocation, Directory, Error, ReshardPlan, Result, ShardId, ShardKey, ShardStrategy,
 };
 
 /// Where to send an operation on one key.
@@ -122,6 +122,12 @@ impl<S> Snapshot<S> {
     #[must_use]
     pub fn strategy(&self) -> &Arc<Directory> {
         &self.strategy
+    }
+
+    /// Applies the map's co-location rule to a key.
+    #[inline]
+    pub(crate) fn colocate<'k>(&self, key: ShardKey<'k>) -> ShardKey<'k> {
+        self.colocation.apply(key)
     }
 
     /// Routes one key. Allocation-free.

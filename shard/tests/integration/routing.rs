@@ -246,3 +246,62 @@ fn pins_override_and_unpin() {
             .is_some()
     );
 }
+
+#[test]
+fn multi_key_requests_get_tryagain_or_crossslot() {
+    let map = ShardMap::builder()
+        .shards(ids(5).map(|i| (i, ())))
+        .strategy(Modulo::new(4).unwrap())
+        .build()
+        .unwrap();
+    let snap = map.snapshot();
+    assert_eq!(
+        snap.route_all(["{u1}:a", "{u1}:b"]).unwrap(),
+        Some(snap.route("u1").write_shard())
+    );
+    let (a, b) = (0u64..)
+        .map(|k| (k, k + 1))
+        .find(|(a, b)| snap.route(a) != snap.route(b))
+        .unwrap();
+    assert_eq!(
+        snap.route_all([a, b]),
+        Err(tierkit_shard::Redirect::CrossShard)
+    );
+    // Pin 42 away: while its step copies, any request touching it must retry.
+    let id = map
+        .begin(map.plan_pin(&42u64, ShardId(4)).unwrap())
+        .unwrap();
+    map.start_step(id, 0).unwrap();
+    let same_shard = (0u64..)
+        .find(|k| *k != 42 && map.route(k) == Route::Shard(ShardId(2)))
+        .unwrap();
+    assert_eq!(
+        map.snapshot().route_all([same_shard, 42]),
+        Err(tierkit_shard::Redirect::TryAgain)
+    );
+    assert_eq!(map.snapshot().route_all([same_shard]), Ok(Some(ShardId(2))));
+}
+
+#[test]
+fn spread_reads_cover_several_shards() {
+    let map = ShardMap::builder()
+        .shards(ids(8).map(|i| (i, ())))
+        .strategy(HashSlots::even(ids(8)).unwrap())
+        .build()
+        .unwrap();
+    let snap = map.snapshot();
+    let mut per_shard = [0usize; 8];
+    for pick in 0..8_000u32 {
+        let (sub, route) = snap.route_spread_read("celebrity", 8, pick);
+        assert_eq!(sub.is_none(), pick % 8 == 0);
+        per_shard[route.write_shard().0 as usize] += 1;
+    }
+    let used = per_shard.iter().filter(|&&n| n > 0).count();
+    assert!(
+        used >= 4,
+        "8 copies landed on only {used} shards: {per_shard:?}"
+    );
+    let writes: Vec<_> = snap.route_spread_writes("celebrity", 8).collect();
+    assert_eq!(writes.len(), 8);
+    assert_eq!(writes[0], (None, snap.route("celebrity")));
+}

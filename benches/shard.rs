@@ -1,0 +1,199 @@
+//! Shard routing cost per strategy (64 shards) against the baseline of a plain `key % n`, the
+//! full `ShardMap::route` (snapshot load + directory + co-location + strategy), and the hot-key
+//! detector's record cost from 1 and 2 threads.
+//!
+//! `cargo bench --bench shard`. Keys are pre-generated and deterministic; integer keys are user
+//! ids, string keys look like `"user:<id>"`.
+
+// Iteration counts and key ranks are small; the casts cannot truncate here.
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tierkit::shard::{
+    Consistent, Directory, HashSlots, HotKeyDetector, Modulo, Range, ShardId, ShardKey, ShardMap,
+    ShardStrategy,
+};
+
+const SHARDS: u32 = 64;
+
+fn ids() -> Vec<u64> {
+    let mut state = 0x5eed_u64;
+    (0..4096)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % 100_000_000
+        })
+        .collect()
+}
+
+fn strategies() -> Vec<(&'static str, Arc<dyn ShardStrategy>)> {
+    let shards = || (0..SHARDS).map(ShardId);
+    vec![
+        (
+            "modulo",
+            Arc::new(Modulo::new(SHARDS as usize).expect("valid")),
+        ),
+        (
+            "hash_slots",
+            Arc::new(HashSlots::even(shards()).expect("valid")),
+        ),
+        (
+            "range",
+            Arc::new(Range::uniform(SHARDS as usize).expect("valid")),
+        ),
+        (
+            "consistent_ring",
+            Arc::new(Consistent::ring(SHARDS as usize).expect("valid")),
+        ),
+        (
+            "directory_over_modulo",
+            Arc::new(
+                Directory::new(Modulo::new(SHARDS as usize).expect("valid"))
+                    .pin(ShardKey::Int(1), ShardId(0)),
+            ),
+        ),
+    ]
+}
+
+fn route_int(c: &mut Criterion) {
+    let keys = ids();
+    let mask = keys.len() - 1;
+    let mut group = c.benchmark_group("route_int/64");
+    let mut i = 0;
+    let n = u64::from(SHARDS);
+    group.bench_function("baseline_key_mod_n", |b| {
+        b.iter(|| {
+            i = (i + 1) & mask;
+            black_box(keys[i]) % n
+        })
+    });
+    for (name, s) in strategies() {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) & mask;
+                s.shard_of(ShardKey::Int(black_box(keys[i])))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn route_str(c: &mut Criterion) {
+    let keys: Vec<String> = ids().iter().map(|id| format!("user:{id}")).collect();
+    let mask = keys.len() - 1;
+    let mut group = c.benchmark_group("route_str/64");
+    let mut i = 0;
+    for (name, s) in strategies() {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) & mask;
+                s.shard_of(ShardKey::Bytes(black_box(keys[i].as_bytes())))
+            })
+        });
+    }
+    let map = ShardMap::builder()
+        .shards((0..SHARDS).map(|i| (ShardId(i), ())))
+        .strategy(HashSlots::even((0..SHARDS).map(ShardId)).expect("valid"))
+        .build()
+        .expect("valid");
+    group.bench_function("shard_map_route_hash_slots", |b| {
+        b.iter(|| {
+            i = (i + 1) & mask;
+            map.route(black_box(keys[i].as_str()))
+        })
+    });
+    // The same through a snapshot held by the caller (no atomic load per key).
+    let snapshot = map.snapshot();
+    group.bench_function("snapshot_route_hash_slots", |b| {
+        b.iter(|| {
+            i = (i + 1) & mask;
+            snapshot.route(black_box(keys[i].as_str()))
+        })
+    });
+    group.finish();
+}
+
+/// A Zipf(1.1) stream over 1M keys (inverse CDF, seeded), generated before timing.
+fn zipf_keys(len: usize) -> Vec<u64> {
+    let n = 1_000_000;
+    let mut cdf = Vec::with_capacity(n);
+    let mut total = 0.0;
+    for rank in 1..=n {
+        total += (rank as f64).powf(-1.1);
+        cdf.push(total);
+    }
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64 * total;
+            cdf.partition_point(|&c| c < u) as u64
+        })
+        .collect()
+}
+
+/// Per-record time as seen by each of `threads` callers, started before timing and released by
+/// a barrier (the machine has two cores).
+fn record_threads(
+    detector: &HotKeyDetector<u64>,
+    keys: &[u64],
+    threads: usize,
+    iters: u64,
+) -> Duration {
+    let mask = keys.len() - 1;
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                for n in 0..iters as usize {
+                    detector.record(&keys[(n * threads + t) & mask]);
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn hot_keys(c: &mut Criterion) {
+    let uniform = ids();
+    let zipf = zipf_keys(1 << 16);
+    let mut group = c.benchmark_group("hot_key_record");
+    for (input, keys) in [("uniform", &uniform), ("zipf_1.1", &zipf)] {
+        for (mode, one_in) in [("all", 1), ("sampled_1_in_16", 16)] {
+            let detector = HotKeyDetector::<u64>::new(2048)
+                .expect("valid")
+                .sampled(one_in);
+            for threads in [1, 2] {
+                group.bench_function(format!("{input}/{mode}/{threads}_threads"), |b| {
+                    b.iter_custom(|iters| record_threads(&detector, keys, threads, iters))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = route_int, route_str, hot_keys
+}
+criterion_main!(benches);
