@@ -3,10 +3,9 @@
 //! The free functions [`capacity`] and [`first_with_room`] expose the same rule for callers that
 //! keep their own load counters (a load balancer's in-flight counts, for example).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crossbeam_utils::CachePadded;
 
+use crate::sync::{AtomicUsize, Ordering, spin};
 use crate::{Error, Key, KeyHasher, Placement, Result};
 
 /// Consistent hashing with bounded loads (Mirrokni, Thorup and Zadimoghaddam, SODA 2018, the
@@ -266,7 +265,7 @@ impl<P> BoundedLoad<P> {
             }
             // Every node looked full: other threads took load since we read the total, and
             // their reservations are in it now. Read it again; some thread made progress.
-            std::hint::spin_loop();
+            spin();
         }
     }
 }
@@ -402,5 +401,48 @@ mod tests {
                 Err(Error::InvalidBalanceFactor { .. })
             ));
         }
+    }
+}
+
+/// Model checks with loom: `RUSTFLAGS="--cfg tierkit_loom" cargo test -p tierkit-consistent-hash
+/// --lib --release loom`.
+#[cfg(all(test, tierkit_loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::BoundedLoad;
+    use crate::{HashRing, Placement};
+
+    const NONE: usize = usize::MAX;
+
+    /// Two threads acquire the same key with factor 1.0 over two nodes: whenever both guards are
+    /// alive they must be on different nodes (each node's cap is 1), and every counter returns
+    /// to zero.
+    #[test]
+    fn loom_two_guards_never_share_a_full_node() {
+        loom::model(|| {
+            let ring = HashRing::from_nodes([0u8, 1]).expect("valid");
+            let bounded = Arc::new(BoundedLoad::new(ring, 1.0).expect("valid"));
+            let held = Arc::new([AtomicUsize::new(NONE), AtomicUsize::new(NONE)]);
+            let threads: Vec<_> = (0..2)
+                .map(|me| {
+                    let (bounded, held) = (bounded.clone(), held.clone());
+                    loom::thread::spawn(move || {
+                        let guard = bounded.acquire("hot").expect("not empty");
+                        held[me].store(guard.index(), Ordering::SeqCst);
+                        let other = held[1 - me].load(Ordering::SeqCst);
+                        assert!(other == NONE || other != guard.index(), "both on {other}");
+                        held[me].store(NONE, Ordering::SeqCst);
+                        drop(guard);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("no panic");
+            }
+            assert_eq!(bounded.active(), 0);
+            assert_eq!((bounded.load(0), bounded.load(1)), (Some(0), Some(0)));
+        });
     }
 }

@@ -82,6 +82,7 @@ mod maglev;
 mod placement;
 mod rendezvous;
 mod ring;
+mod sync;
 
 pub use bounded::{BoundedLoad, LoadGuard};
 pub use error::{Error, Result};
