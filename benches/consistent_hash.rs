@@ -7,6 +7,8 @@
 
 use std::hint::black_box;
 
+mod common;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tierkit::consistent_hash::{
     BoundedLoad, HashRing, JumpHash, KeyHasher, Maglev, Placement, Rendezvous,
@@ -25,15 +27,9 @@ struct VNode {
 
 /// Deterministic keys (SplitMix64 from a fixed seed), generated before timing.
 fn keys() -> Vec<String> {
-    let mut state = 0x5eed_u64;
-    (0..4096)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            format!("user:{}", z ^ (z >> 31))
-        })
+    common::splitmix(4096)
+        .iter()
+        .map(|z| format!("user:{z}"))
         .collect()
 }
 

@@ -9,6 +9,8 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use std::hint::black_box;
+
+mod common;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -20,16 +22,11 @@ use tierkit::shard::{
 
 const SHARDS: u32 = 64;
 
+/// User ids below 100M, deterministic.
 fn ids() -> Vec<u64> {
-    let mut state = 0x5eed_u64;
-    (0..4096)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) % 100_000_000
-        })
+    common::splitmix(4096)
+        .iter()
+        .map(|z| z % 100_000_000)
         .collect()
 }
 

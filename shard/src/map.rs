@@ -86,6 +86,29 @@ struct Migration {
     steps: Vec<StepState>,
 }
 
+impl Migration {
+    /// The migration `id` of this view.
+    fn of<S>(snapshot: &Snapshot<S>, id: u64) -> Result<&Migration> {
+        snapshot
+            .migration
+            .as_ref()
+            .filter(|m| m.id == id)
+            .ok_or(Error::NoSuchMigration(id))
+    }
+
+    /// Fails with the first step not in `state`, saying what could not be done.
+    fn require_all(&self, state: StepState, action: &'static str) -> Result<()> {
+        match self.steps.iter().enumerate().find(|(_, s)| **s != state) {
+            Some((step, other)) => Err(Error::StepState {
+                step,
+                state: other.name(),
+                action,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One immutable view of the map: the shards, the strategy, any migration. Load one with
 /// [`ShardMap::snapshot`] to route several keys against the same view.
 #[derive(Debug)]
@@ -485,11 +508,7 @@ impl<S> ShardMap<S> {
         action: &'static str,
     ) -> Result<()> {
         self.update(|cur| {
-            let m = cur
-                .migration
-                .as_ref()
-                .filter(|m| m.id == id)
-                .ok_or(Error::NoSuchMigration(id))?;
+            let m = Migration::of(cur, id)?;
             let state = *m.steps.get(step).ok_or(Error::NoSuchStep {
                 step,
                 steps: m.steps.len(),
@@ -532,23 +551,8 @@ impl<S> ShardMap<S> {
     /// [`Error::NoSuchMigration`]; [`Error::StepState`] for the first step not done.
     pub fn complete(&self, id: u64) -> Result<()> {
         self.update(|cur| {
-            let m = cur
-                .migration
-                .as_ref()
-                .filter(|m| m.id == id)
-                .ok_or(Error::NoSuchMigration(id))?;
-            if let Some((step, state)) = m
-                .steps
-                .iter()
-                .enumerate()
-                .find(|(_, s)| **s != StepState::Done)
-            {
-                return Err(Error::StepState {
-                    step,
-                    state: state.name(),
-                    action: "complete the migration with",
-                });
-            }
+            let m = Migration::of(cur, id)?;
+            m.require_all(StepState::Done, "complete the migration with")?;
             let mut next = Self::with(cur);
             next.strategy = match &m.plan.target_directory {
                 Some(dir) => dir.clone(),
@@ -566,23 +570,7 @@ impl<S> ShardMap<S> {
     /// instead: keys may already live on its target).
     pub fn abort(&self, id: u64) -> Result<()> {
         self.update(|cur| {
-            let m = cur
-                .migration
-                .as_ref()
-                .filter(|m| m.id == id)
-                .ok_or(Error::NoSuchMigration(id))?;
-            if let Some((step, state)) = m
-                .steps
-                .iter()
-                .enumerate()
-                .find(|(_, s)| **s != StepState::Pending)
-            {
-                return Err(Error::StepState {
-                    step,
-                    state: state.name(),
-                    action: "abort the migration with",
-                });
-            }
+            Migration::of(cur, id)?.require_all(StepState::Pending, "abort the migration with")?;
             let mut next = Self::with(cur);
             next.migration = None;
             Ok(next)

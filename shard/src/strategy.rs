@@ -71,43 +71,30 @@ pub trait ShardStrategy: Send + Sync + fmt::Debug {
     }
 }
 
-impl<T: ShardStrategy + ?Sized> ShardStrategy for Arc<T> {
-    #[inline]
-    fn shard_of(&self, key: ShardKey<'_>) -> ShardId {
-        (**self).shard_of(key)
-    }
-    fn shards(&self) -> &[ShardId] {
-        (**self).shards()
-    }
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    fn slot_of(&self, key: ShardKey<'_>) -> Option<u16> {
-        (**self).slot_of(key)
-    }
-    fn pinned_keys(&self) -> Vec<ShardKey<'_>> {
-        (**self).pinned_keys()
-    }
+/// Shared and boxed strategies are strategies.
+macro_rules! forward_strategy {
+    ($($ptr:ident),*) => {$(
+        impl<T: ShardStrategy + ?Sized> ShardStrategy for $ptr<T> {
+            #[inline]
+            fn shard_of(&self, key: ShardKey<'_>) -> ShardId {
+                (**self).shard_of(key)
+            }
+            fn shards(&self) -> &[ShardId] {
+                (**self).shards()
+            }
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            fn slot_of(&self, key: ShardKey<'_>) -> Option<u16> {
+                (**self).slot_of(key)
+            }
+            fn pinned_keys(&self) -> Vec<ShardKey<'_>> {
+                (**self).pinned_keys()
+            }
+        }
+    )*};
 }
-
-impl<T: ShardStrategy + ?Sized> ShardStrategy for Box<T> {
-    #[inline]
-    fn shard_of(&self, key: ShardKey<'_>) -> ShardId {
-        (**self).shard_of(key)
-    }
-    fn shards(&self) -> &[ShardId] {
-        (**self).shards()
-    }
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    fn slot_of(&self, key: ShardKey<'_>) -> Option<u16> {
-        (**self).slot_of(key)
-    }
-    fn pinned_keys(&self) -> Vec<ShardKey<'_>> {
-        (**self).pinned_keys()
-    }
-}
+forward_strategy!(Arc, Box);
 
 /// Sorts and checks a shard list: non-empty, no duplicates.
 pub(crate) fn sorted_unique(mut ids: Vec<ShardId>) -> crate::Result<Vec<ShardId>> {
