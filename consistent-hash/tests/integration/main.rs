@@ -10,6 +10,7 @@
 mod balance;
 mod bounded;
 mod errors;
+mod models;
 mod properties;
 mod vectors;
 mod weights;
