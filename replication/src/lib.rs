@@ -1,9 +1,66 @@
-//! # tierkit-replication: read/write splitting over replicas
+//! # tierkit-replication: read/write splitting over a primary and its replicas
 //!
-//! **Status: skeleton.** This crate has no public API yet; it is delivered by its own issue
-//! ("tierkit-replication: read/write splitting") and will follow the pattern of `tierkit-consistent-hash`: one shared trait, sibling
-//! implementations, one error enum, a README with a benchmark table.
+//! The database-replication step of the scaling story: writes go to the primary, reads spread
+//! over replicas, replicas lag (replication is asynchronous) and the router knows it; when a
+//! replica goes down its reads move elsewhere, and when the primary goes down a replica is
+//! promoted. This crate is the routing brain an application puts in front of its database
+//! connection pools.
 //!
-//! See the workspace's `ARCHITECTURE.md` for where this crate sits in the dependency graph.
+//! ```
+//! use tierkit_replication::{Consistency, Fallback, Intent, NodeId, Position, ReplicaSet};
+//!
+//! # fn main() -> Result<(), tierkit_replication::Error> {
+//! let set = ReplicaSet::builder()
+//!     .primary(NodeId(0), "primary")
+//!     .replica(NodeId(1), "replica-1")
+//!     .build()?;
+//!
+//! // A user updates their profile...
+//! let token = set.route(Intent::Write)?.committed(Position(42));
+//! // ...and reads it back at once: the replica has not applied position 42 yet.
+//! let read = set.route(Intent::Read(Consistency::ReadYourWrites(token)))?;
+//! assert_eq!(read.fallback(), Some(Fallback::ReplicasBehind));
+//! drop(read);
+//!
+//! // Once it has, the replica serves the session.
+//! set.report_position(NodeId(1), Position(42))?;
+//! let read = set.route(Intent::Read(Consistency::ReadYourWrites(token)))?;
+//! assert_eq!(read.id(), NodeId(1));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Status:** routing, consistency levels, passive and reported health, promotion with fencing
+//! epochs and lost-write reports, and the `sim` module are in place. Replica choice among the
+//! eligible is round robin for now; `tierkit-lb` policies and async position probes and health
+//! checks come next.
+//!
+//! ## Crate features
+//! - `sim`: an in-memory replicated key-value store ([`sim`]) for tests and examples.
 
 #![deny(missing_docs)]
+
+mod clock;
+mod consistency;
+mod error;
+mod node;
+mod position;
+mod promote;
+mod route;
+mod set;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use consistency::{Consistency, Intent};
+pub use error::{Error, Result};
+pub use node::{NodeStats, Role};
+pub use position::{Epoch, NodeId, Position, SessionToken};
+pub use promote::{LostWrites, Promotion};
+pub use route::{Fallback, Route};
+pub use set::{Config, ReplicaSet, ReplicaSetBuilder};
+
+// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,48 @@
+//! The crate's error type.
+
+use crate::NodeId;
+
+/// What can go wrong routing a request or changing the replica set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A write was requested and there is no primary (it failed and none was promoted yet).
+    #[error("no primary: writes are unavailable until a replica is promoted")]
+    NoPrimary,
+    /// The set has no node at all that could serve the request.
+    #[error("no node can serve the request: {0}")]
+    NoNode(&'static str),
+    /// A node id that the set does not have.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// A node id given twice.
+    #[error("node {0} is already a member")]
+    DuplicateNode(NodeId),
+    /// Promotion found no healthy replica to promote.
+    #[error("no healthy replica to promote")]
+    NoCandidate,
+    /// Automatic promotion refused its best candidate: it lags more than allowed.
+    #[error("best candidate {node} lags the old primary by {lag} positions (max {max})")]
+    CandidateTooFarBehind {
+        /// The most advanced healthy replica.
+        node: NodeId,
+        /// How far behind the old primary's last known position it is.
+        lag: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// Automatic promotion refused: the last failover was too recent.
+    #[error("last failover was {since_ms} ms ago; quiet period is {quiet_ms} ms")]
+    QuietPeriod {
+        /// Milliseconds since the last failover.
+        since_ms: u64,
+        /// The configured quiet period in milliseconds.
+        quiet_ms: u64,
+    },
+    /// The set must have a primary when it is built.
+    #[error("a replica set needs a primary")]
+    MissingPrimary,
+}
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

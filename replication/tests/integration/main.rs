@@ -1,0 +1,16 @@
+//! Public behaviour of tierkit-replication, in one test binary (needs the `sim` feature).
+#![allow(clippy::unwrap_used, missing_docs)]
+// Node indices in tests are below 10; the casts cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+mod model;
+mod routing;
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<tierkit_replication::ReplicaSet<String>>();
+    assert_send_sync::<tierkit_replication::Route<String>>();
+    assert_send_sync::<tierkit_replication::Error>();
+    assert_send_sync::<tierkit_replication::sim::SimCluster>();
+}

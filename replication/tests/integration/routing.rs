@@ -1,0 +1,228 @@
+//! Distribution, health, promotion rules and fencing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tierkit_replication::sim::SimCluster;
+use tierkit_replication::{
+    Config, Consistency, Epoch, Error, Fallback, Intent, ManualClock, NodeId, Position, ReplicaSet,
+    Role,
+};
+
+fn three_replicas(config: Config) -> (ReplicaSet<usize>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let set = ReplicaSet::builder()
+        .primary(NodeId(0), 0)
+        .replica(NodeId(1), 1)
+        .replica(NodeId(2), 2)
+        .replica(NodeId(3), 3)
+        .clock(clock.clone())
+        .config(config)
+        .build()
+        .unwrap();
+    (set, clock)
+}
+
+fn shares(set: &ReplicaSet<usize>, reads: usize) -> [usize; 4] {
+    let mut counts = [0; 4];
+    for _ in 0..reads {
+        let r = set.route(Intent::Read(Consistency::Eventual)).unwrap();
+        counts[*r.node()] += 1;
+        r.success();
+    }
+    counts
+}
+
+#[test]
+fn reads_spread_over_replicas_and_skip_the_primary() {
+    let (set, _) = three_replicas(Config::default());
+    let counts = shares(&set, 3_000);
+    assert_eq!(counts[0], 0, "primary took reads: {counts:?}");
+    assert!(counts[1..].iter().all(|&c| c == 1_000), "{counts:?}");
+}
+
+#[test]
+fn a_failing_replica_stops_getting_reads_and_comes_back() {
+    let (set, _) = three_replicas(Config::default());
+    // Passive health: three consecutive failures on replica 2.
+    for _ in 0..3 {
+        let r = loop {
+            let r = set.route(Intent::Read(Consistency::Eventual)).unwrap();
+            if r.id() == NodeId(2) {
+                break r;
+            }
+        };
+        r.failure();
+    }
+    let counts = shares(&set, 3_000);
+    assert_eq!(counts[2], 0, "{counts:?}");
+    assert_eq!(counts[1] + counts[3], 3_000);
+    // Active checks bring it back after `rise` successes.
+    set.report_health(NodeId(2), true).unwrap();
+    assert_eq!(shares(&set, 300)[2], 0, "one success is not enough");
+    set.report_health(NodeId(2), true).unwrap();
+    assert!(shares(&set, 300)[2] > 0);
+}
+
+#[test]
+fn lag_cascade_keeps_a_floor_of_replicas_serving() {
+    let (set, _) = three_replicas(Config::default().min_serving_replicas(1));
+    set.route(Intent::Write).unwrap().committed(Position(100));
+    set.report_position(NodeId(1), Position(90)).unwrap();
+    set.report_position(NodeId(2), Position(50)).unwrap();
+    // Every replica lags past a bound of 5: the most advanced keeps serving instead of the primary.
+    let r = set
+        .route(Intent::Read(Consistency::BoundedStaleness(5)))
+        .unwrap();
+    assert_eq!((r.id(), r.fallback()), (NodeId(1), None));
+    drop(r);
+    let (strict, _) = three_replicas(Config::default().min_serving_replicas(0));
+    strict
+        .route(Intent::Write)
+        .unwrap()
+        .committed(Position(100));
+    let r = strict
+        .route(Intent::Read(Consistency::BoundedStaleness(5)))
+        .unwrap();
+    assert_eq!(
+        (r.id(), r.fallback()),
+        (NodeId(0), Some(Fallback::ReplicasBehind))
+    );
+}
+
+#[test]
+fn primary_after_write_window() {
+    let (set, clock) = three_replicas(Config::default());
+    let token = set.route(Intent::Write).unwrap().committed(Position(1));
+    let window = Duration::from_secs(5);
+    let read = || {
+        set.route(Intent::Read(Consistency::PrimaryAfterWrite {
+            token,
+            window,
+        }))
+        .unwrap()
+    };
+    assert_eq!(read().fallback(), Some(Fallback::RecentWrite));
+    clock.advance(Duration::from_secs(6));
+    assert!(!read().is_primary());
+}
+
+#[test]
+fn promotion_picks_the_most_advanced_and_fences_the_old_primary() {
+    let (set, _) = three_replicas(Config::default());
+    set.route(Intent::Write).unwrap().committed(Position(10));
+    set.report_position(NodeId(1), Position(7)).unwrap();
+    set.report_position(NodeId(2), Position(9)).unwrap();
+    set.report_position(NodeId(3), Position(9)).unwrap();
+    let p = set.promote().unwrap();
+    assert_eq!(
+        (p.new_primary, p.old_primary, p.epoch),
+        (NodeId(2), Some(NodeId(0)), Epoch(2))
+    );
+    let lost = p.lost.unwrap();
+    assert_eq!(
+        (lost.after, lost.through, lost.len()),
+        (Position(9), Position(10), 1)
+    );
+    let w = set.route(Intent::Write).unwrap();
+    assert_eq!((w.id(), w.epoch()), (NodeId(2), Epoch(2)));
+    drop(w);
+    // The fenced old primary serves nothing; it rejoins as a replica.
+    let roles: Vec<Role> = set.stats().iter().map(|s| s.role).collect();
+    assert_eq!(
+        roles,
+        [Role::Fenced, Role::Replica, Role::Primary, Role::Replica]
+    );
+    for _ in 0..20 {
+        assert_ne!(
+            set.route(Intent::Read(Consistency::Eventual)).unwrap().id(),
+            NodeId(0)
+        );
+    }
+    set.rejoin_as_replica(NodeId(0), Position(9)).unwrap();
+    assert_eq!(set.stats()[0].role, Role::Replica);
+}
+
+#[test]
+fn automatic_failover_rules() {
+    let config = Config::default()
+        .failover_after(Duration::from_secs(10))
+        .max_promotion_lag(Some(5))
+        .quiet_period(Duration::from_secs(60));
+    let (set, clock) = three_replicas(config);
+    set.route(Intent::Write).unwrap().committed(Position(100));
+    set.report_position(NodeId(1), Position(90)).unwrap();
+    assert_eq!(set.check_failover(), Ok(None), "primary is healthy");
+    set.mark_down(NodeId(0)).unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(set.check_failover(), Ok(None), "not down long enough");
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(
+        set.check_failover(),
+        Err(Error::CandidateTooFarBehind {
+            node: NodeId(1),
+            lag: 10,
+            max: 5
+        })
+    );
+    set.report_position(NodeId(1), Position(97)).unwrap();
+    let p = set.check_failover().unwrap().unwrap();
+    assert_eq!(p.new_primary, NodeId(1));
+    // The new primary fails at once: no second failover inside the quiet period.
+    set.mark_down(NodeId(1)).unwrap();
+    clock.advance(Duration::from_secs(20));
+    assert!(matches!(
+        set.check_failover(),
+        Err(Error::QuietPeriod { .. })
+    ));
+    clock.advance(Duration::from_secs(60));
+    // Past the quiet period, but the remaining replicas are 97 positions behind.
+    assert!(matches!(
+        set.check_failover(),
+        Err(Error::CandidateTooFarBehind { lag: 97, .. })
+    ));
+    set.report_position(NodeId(3), Position(95)).unwrap();
+    let p = set.check_failover().unwrap().unwrap();
+    assert_eq!((p.new_primary, p.epoch), (NodeId(3), Epoch(3)));
+    assert_eq!(p.lost.map(|l| l.len()), Some(2));
+}
+
+#[test]
+fn errors_instead_of_panics() {
+    let set = ReplicaSet::<()>::builder().build();
+    assert_eq!(set.err(), Some(Error::MissingPrimary));
+    let dup = ReplicaSet::builder()
+        .primary(NodeId(0), ())
+        .replica(NodeId(0), ())
+        .build();
+    assert_eq!(dup.err(), Some(Error::DuplicateNode(NodeId(0))));
+    let (set, _) = three_replicas(Config::default());
+    assert_eq!(
+        set.report_position(NodeId(9), Position(1)),
+        Err(Error::UnknownNode(NodeId(9)))
+    );
+    assert_eq!(set.remove(NodeId(0)).err(), Some(Error::NoPrimary));
+    for id in 1..4 {
+        set.mark_down(NodeId(id)).unwrap();
+    }
+    assert_eq!(set.promote().err(), Some(Error::NoCandidate));
+    // Reads still work: the primary serves them, saying why.
+    let r = set.route(Intent::Read(Consistency::Eventual)).unwrap();
+    assert_eq!(r.fallback(), Some(Fallback::NoHealthyReplica));
+}
+
+#[test]
+fn sim_cluster_failover_loses_exactly_the_unreplicated_tail() {
+    let cluster = SimCluster::new(2);
+    let (p, r) = (cluster.node(0), cluster.node(1));
+    p.write("a", "1").unwrap();
+    cluster.catch_up();
+    p.write("b", "2").unwrap();
+    cluster.kill(0).unwrap();
+    assert_eq!(cluster.promote(1).unwrap(), Position(1));
+    assert_eq!(r.read("b").unwrap(), None);
+    assert_eq!(r.write("c", "3").unwrap(), Position(2));
+    cluster.restart(0).unwrap();
+    assert!(p.write("x", "y").is_err(), "the old primary is fenced");
+    assert_eq!(p.read("b").unwrap(), None, "rewound to the new history");
+}
