@@ -23,13 +23,14 @@ pub enum Role {
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
     pub(crate) position: CachePadded<AtomicU64>,
-    pub(crate) in_flight: CachePadded<AtomicU64>,
+    /// Routes handed out (reads = started - writes) and finished (in flight = the difference).
+    pub(crate) started: CachePadded<AtomicU64>,
+    pub(crate) finished: CachePadded<AtomicU64>,
     pub(crate) healthy: AtomicBool,
     pub(crate) consecutive_failures: AtomicU32,
     pub(crate) consecutive_successes: AtomicU32,
     /// Clock nanos when the node went down; 0 while healthy.
     pub(crate) down_since: AtomicU64,
-    pub(crate) reads: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) fallback_reads: AtomicU64,
@@ -46,6 +47,13 @@ impl NodeState {
     #[inline]
     pub(crate) fn position(&self) -> Position {
         Position(self.position.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        let finished = self.finished.load(Ordering::Acquire);
+        self.started
+            .load(Ordering::Acquire)
+            .saturating_sub(finished)
     }
 
     #[inline]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use crossbeam_utils::CachePadded;
 
 use crate::node::NodeState;
@@ -302,36 +302,41 @@ impl<C> ReplicaSet<C> {
     /// # Errors
     /// [`Error::NoPrimary`] for a write (or a read that needs the primary) while there is none;
     /// [`Error::NoNode`] when no node at all can serve.
-    pub fn route(&self, intent: Intent) -> Result<Route<C>> {
+    pub fn route(&self, intent: Intent) -> Result<Route<'_, C>> {
         let topo = self.topology.load();
         match intent {
             Intent::Write => {
                 let p = topo.primary.ok_or(Error::NoPrimary)?;
-                let m = &topo.members[p];
-                m.state.writes.fetch_add(1, Ordering::Relaxed);
-                Ok(self.lease(&topo, m, None))
+                topo.members[p].state.writes.fetch_add(1, Ordering::Relaxed);
+                Ok(self.lease(topo, p, None))
             }
-            Intent::Read(consistency) => self.route_read(&topo, consistency),
+            Intent::Read(consistency) => self.route_read(topo, consistency),
         }
     }
 
-    fn lease(&self, topo: &Topology<C>, m: &Member<C>, fallback: Option<Fallback>) -> Route<C> {
-        m.state.in_flight.fetch_add(1, Ordering::AcqRel);
+    fn lease(
+        &self,
+        topology: Guard<Arc<Topology<C>>>,
+        index: usize,
+        fallback: Option<Fallback>,
+    ) -> Route<'_, C> {
+        let state = &topology.members[index].state;
+        state.started.fetch_add(1, Ordering::AcqRel);
+        let position = state.position();
         Route {
-            handle: m.handle.clone(),
-            id: m.id,
-            role: m.role,
-            epoch: topo.epoch,
+            set: self,
+            topology,
+            index,
             fallback,
-            position: m.state.position(),
-            state: m.state.clone(),
-            clock: self.clock.clone(),
-            started: self.clock.now(),
-            fall: self.config.fall,
+            position,
         }
     }
 
-    fn route_read(&self, topo: &Topology<C>, consistency: Consistency) -> Result<Route<C>> {
+    fn route_read(
+        &self,
+        topo: Guard<Arc<Topology<C>>>,
+        consistency: Consistency,
+    ) -> Result<Route<'_, C>> {
         let primary_pos = topo.primary_position();
         // The oldest position a replica may be at, or the reason to use the primary.
         let (need, floor_applies) = match consistency {
@@ -356,25 +361,22 @@ impl<C> ReplicaSet<C> {
         let explicit_primary = matches!(consistency, Consistency::Primary);
         let fallback = match need {
             Err(reason) => reason,
-            Ok(need) => match self.pick_replica(topo, need, floor_applies) {
-                Ok(i) => {
-                    let m = &topo.members[i];
-                    m.state.reads.fetch_add(1, Ordering::Relaxed);
-                    return Ok(self.lease(topo, m, None));
-                }
+            Ok(need) => match self.pick_replica(&topo, need, floor_applies) {
+                Ok(i) => return Ok(self.lease(topo, i, None)),
                 Err(reason) => reason,
             },
         };
         let Some(p) = topo.primary else {
             return Err(Error::NoPrimary);
         };
-        let m = &topo.members[p];
-        m.state.reads.fetch_add(1, Ordering::Relaxed);
         if explicit_primary {
-            return Ok(self.lease(topo, m, None));
+            return Ok(self.lease(topo, p, None));
         }
-        m.state.fallback_reads.fetch_add(1, Ordering::Relaxed);
-        Ok(self.lease(topo, m, Some(fallback)))
+        topo.members[p]
+            .state
+            .fallback_reads
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(self.lease(topo, p, Some(fallback)))
     }
 
     /// Round robin over healthy replicas at or past `need`; with the cascade floor, the most
@@ -385,32 +387,37 @@ impl<C> ReplicaSet<C> {
         need: Position,
         floor_applies: bool,
     ) -> Result<usize, Fallback> {
-        let n = topo.members.len();
         let serving = |m: &Member<C>| m.role == Role::Replica && m.state.is_healthy();
-        let healthy = topo.members.iter().filter(|m| serving(m)).count();
-        if healthy == 0 {
-            return Err(Fallback::NoHealthyReplica);
-        }
         let mut need = need;
+        let mut eligible = topo
+            .members
+            .iter()
+            .filter(|m| serving(m) && m.state.position() >= need)
+            .count();
         if floor_applies && self.config.min_serving_replicas > 0 {
-            let eligible = topo
-                .members
-                .iter()
-                .filter(|m| serving(m) && m.state.position() >= need)
-                .count();
-            let floor = self.config.min_serving_replicas.min(healthy);
+            let floor = self.config.min_serving_replicas;
             let cascading = eligible < floor;
             if cascading {
-                // The floor-th highest position among healthy replicas becomes the bound.
-                need = need.min(kth_highest(
-                    topo.members
+                let healthy = topo.members.iter().filter(|m| serving(m)).count();
+                if healthy > eligible {
+                    // The floor-th highest position among healthy replicas becomes the bound.
+                    let positions = topo
+                        .members
                         .iter()
                         .filter(|m| serving(m))
-                        .map(|m| m.state.position()),
-                    floor,
-                ));
+                        .map(|m| m.state.position());
+                    need = need.min(kth_highest(positions, floor.min(healthy)));
+                    eligible = topo
+                        .members
+                        .iter()
+                        .filter(|m| serving(m) && m.state.position() >= need)
+                        .count();
+                }
             }
-            if self.cascade.swap(cascading, Ordering::Relaxed) != cascading {
+            // Log transitions only, and write the shared flag only when it changes.
+            if self.cascade.load(Ordering::Relaxed) != cascading
+                && self.cascade.swap(cascading, Ordering::Relaxed) != cascading
+            {
                 if cascading {
                     tracing::warn!(
                         eligible,
@@ -422,17 +429,22 @@ impl<C> ReplicaSet<C> {
                 }
             }
         }
-        // Round robin over the eligible: the k-th of them, k from a shared counter.
-        let eligible =
-            |i: &usize| serving(&topo.members[*i]) && topo.members[*i].state.position() >= need;
-        let count = (0..n).filter(eligible).count();
-        if count == 0 {
-            return Err(Fallback::ReplicasBehind);
+        if eligible == 0 {
+            let any_healthy = topo.members.iter().any(serving);
+            return Err(if any_healthy {
+                Fallback::ReplicasBehind
+            } else {
+                Fallback::NoHealthyReplica
+            });
         }
-        let k = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        (0..n)
-            .filter(eligible)
+        // Round robin over the eligible: the k-th of them, k from a shared counter.
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % eligible;
+        topo.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| serving(m) && m.state.position() >= need)
             .nth(k)
+            .map(|(i, _)| i)
             .ok_or(Fallback::ReplicasBehind)
     }
 
@@ -596,8 +608,12 @@ impl<C> ReplicaSet<C> {
                 healthy: m.state.is_healthy(),
                 position: m.state.position(),
                 lag: m.state.position().lag_behind(primary_pos),
-                in_flight: m.state.in_flight.load(Ordering::Relaxed),
-                reads: m.state.reads.load(Ordering::Relaxed),
+                in_flight: m.state.in_flight(),
+                reads: m
+                    .state
+                    .started
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(m.state.writes.load(Ordering::Relaxed)),
                 writes: m.state.writes.load(Ordering::Relaxed),
                 failures: m.state.failures.load(Ordering::Relaxed),
                 fallback_reads: m.state.fallback_reads.load(Ordering::Relaxed),

@@ -3,6 +3,10 @@
 // Node indices in tests are below 10; the casts cannot truncate.
 #![allow(clippy::cast_possible_truncation)]
 
+#[global_allocator]
+static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllocator;
+
+mod allocations;
 mod model;
 mod routing;
 
@@ -10,7 +14,7 @@ mod routing;
 fn shared_types_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<tierkit_replication::ReplicaSet<String>>();
-    assert_send_sync::<tierkit_replication::Route<String>>();
+    assert_send_sync::<tierkit_replication::Route<'static, String>>();
     assert_send_sync::<tierkit_replication::Error>();
     assert_send_sync::<tierkit_replication::sim::SimCluster>();
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use tierkit_shard::HotKeyDetector;
 
-use crate::alloc::allocated_by_this_thread;
+use tierkit_testkit::allocated_by_this_thread;
 
 const KEYS: usize = 1_000_000;
 const ACCESSES: usize = 10_000_000;

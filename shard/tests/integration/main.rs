@@ -3,7 +3,9 @@
 // Test inputs are small ranges; casts between them cannot truncate.
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 
-mod alloc;
+#[global_allocator]
+static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllocator;
+
 mod hotkey;
 mod migration;
 mod migrator;

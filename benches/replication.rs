@@ -1,0 +1,63 @@
+//! Routing cost per consistency level with 3 and 16 replicas (route + drop of the lease),
+//! against the baseline of picking from a bare `Vec` by index.
+//!
+//! `cargo bench --bench replication`. Single thread; positions are reported before timing so
+//! every replica is eligible at the bound used.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tierkit::replication::{Consistency, Intent, NodeId, Position, ReplicaSet};
+
+fn set(replicas: u32) -> (ReplicaSet<u32>, tierkit::replication::SessionToken) {
+    let mut b = ReplicaSet::builder().primary(NodeId(0), 0);
+    for i in 1..=replicas {
+        b = b.replica(NodeId(i), i);
+    }
+    let set = b.build().expect("valid");
+    let token = set.route(Intent::Write).expect("primary").committed(Position(1_000));
+    for i in 1..=replicas {
+        set.report_position(NodeId(i), Position(1_000)).expect("member");
+    }
+    (set, token)
+}
+
+fn route(c: &mut Criterion) {
+    for replicas in [3u32, 16] {
+        let mut group = c.benchmark_group(format!("route/{replicas}_replicas"));
+        let (set, token) = set(replicas);
+        let nodes: Vec<u32> = (0..=replicas).collect();
+        let mut i = 0usize;
+        group.bench_function("baseline_vec_index", |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                black_box(nodes[1 + i % replicas as usize])
+            })
+        });
+        let levels = [
+            ("write", Intent::Write),
+            ("eventual", Intent::Read(Consistency::Eventual)),
+            ("bounded_staleness", Intent::Read(Consistency::BoundedStaleness(10))),
+            ("read_your_writes", Intent::Read(Consistency::ReadYourWrites(token))),
+            ("monotonic", Intent::Read(Consistency::MonotonicReads(Position(900)))),
+            ("primary", Intent::Read(Consistency::Primary)),
+        ];
+        for (name, intent) in levels {
+            group.bench_function(name, |b| {
+                b.iter(|| set.route(black_box(intent)).map(|r| *r.node()))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = route
+}
+criterion_main!(benches);
