@@ -31,18 +31,22 @@
 //! ```
 //!
 //! **Status:** routing, consistency levels, passive and reported health, promotion with fencing
-//! epochs and lost-write reports, and the `sim` module are in place. Replica choice among the
-//! eligible is round robin for now; `tierkit-lb` policies and async position probes and health
-//! checks come next.
+//! epochs and lost-write reports, async probes (`tokio` feature) and the `sim` module are in
+//! place. Replica choice among the eligible is round robin for now; `tierkit-lb` policies come
+//! next.
 //!
 //! ## Crate features
 //! - `sim`: an in-memory replicated key-value store ([`sim`]) for tests and examples.
+//! - `tokio`: async position probes and health checks (`monitor`, `PositionProbe`) and
+//!   `ReplicaSet::route_waiting`.
 
 #![deny(missing_docs)]
 
 mod clock;
 mod consistency;
 mod error;
+#[cfg(feature = "tokio")]
+mod monitor;
 mod node;
 mod position;
 mod promote;
@@ -54,6 +58,8 @@ pub mod sim;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consistency::{Consistency, Intent};
 pub use error::{Error, Result};
+#[cfg(feature = "tokio")]
+pub use monitor::{MonitorOptions, PositionProbe, monitor, monitor_once};
 pub use node::{NodeStats, Role};
 pub use position::{Epoch, NodeId, Position, SessionToken};
 pub use promote::{LostWrites, Promotion};

@@ -186,6 +186,9 @@ pub struct ReplicaSet<C> {
     /// Clock nanos + 1 of the last promotion; 0 = never.
     pub(crate) last_failover: AtomicU64,
     cascade: AtomicBool,
+    /// Woken when a position advances (for `route_waiting`).
+    #[cfg(feature = "tokio")]
+    pub(crate) advanced: tokio::sync::Notify,
 }
 
 /// Configures a [`ReplicaSet`].
@@ -268,6 +271,8 @@ impl<C> ReplicaSetBuilder<C> {
             next: CachePadded::new(AtomicUsize::new(0)),
             last_failover: AtomicU64::new(0),
             cascade: AtomicBool::new(false),
+            #[cfg(feature = "tokio")]
+            advanced: tokio::sync::Notify::new(),
         })
     }
 }
@@ -456,10 +461,16 @@ impl<C> ReplicaSet<C> {
     pub fn report_position(&self, id: NodeId, position: Position) -> Result<()> {
         let topo = self.topology.load();
         let i = topo.index_of(id).ok_or(Error::UnknownNode(id))?;
-        topo.members[i]
+        let before = topo.members[i]
             .state
             .position
             .fetch_max(position.0, Ordering::AcqRel);
+        #[cfg(feature = "tokio")]
+        if position.0 > before {
+            self.advanced.notify_waiters();
+        }
+        #[cfg(not(feature = "tokio"))]
+        let _ = before;
         Ok(())
     }
 

@@ -36,6 +36,9 @@ fn routes_allocate_nothing() {
     assert_eq!(allocations_by_this_thread() - before, 0);
     // Control: the counter does see allocations.
     let v = std::hint::black_box(vec![0u8; 64]);
-    assert!(allocations_by_this_thread() > before, "counting allocator not installed");
+    assert!(
+        allocations_by_this_thread() > before,
+        "counting allocator not installed"
+    );
     drop(v);
 }

@@ -8,6 +8,7 @@ static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllo
 
 mod allocations;
 mod model;
+mod monitor;
 mod routing;
 
 #[test]
