@@ -16,9 +16,13 @@ fn set(replicas: u32) -> (ReplicaSet<u32>, tierkit::replication::SessionToken) {
         b = b.replica(NodeId(i), i);
     }
     let set = b.build().expect("valid");
-    let token = set.route(Intent::Write).expect("primary").committed(Position(1_000));
+    let token = set
+        .route(Intent::Write)
+        .expect("primary")
+        .committed(Position(1_000));
     for i in 1..=replicas {
-        set.report_position(NodeId(i), Position(1_000)).expect("member");
+        set.report_position(NodeId(i), Position(1_000))
+            .expect("member");
     }
     (set, token)
 }
@@ -38,9 +42,18 @@ fn route(c: &mut Criterion) {
         let levels = [
             ("write", Intent::Write),
             ("eventual", Intent::Read(Consistency::Eventual)),
-            ("bounded_staleness", Intent::Read(Consistency::BoundedStaleness(10))),
-            ("read_your_writes", Intent::Read(Consistency::ReadYourWrites(token))),
-            ("monotonic", Intent::Read(Consistency::MonotonicReads(Position(900)))),
+            (
+                "bounded_staleness",
+                Intent::Read(Consistency::BoundedStaleness(10)),
+            ),
+            (
+                "read_your_writes",
+                Intent::Read(Consistency::ReadYourWrites(token)),
+            ),
+            (
+                "monotonic",
+                Intent::Read(Consistency::MonotonicReads(Position(900))),
+            ),
             ("primary", Intent::Read(Consistency::Primary)),
         ];
         for (name, intent) in levels {
