@@ -62,9 +62,9 @@ impl MonitorOptions {
     }
 }
 
-/// One round: probes every node (concurrently is the caller's choice; here in turn, each bounded
-/// by the timeout), reports positions and health, then checks for a due failover. Returns the
-/// promotion if one happened.
+/// One round: probes every node in turn, each bounded by the timeout; a successful probe reports
+/// the position and counts toward `rise`, a failed probe marks the node down at once, a timeout
+/// counts toward `fall`; then checks for a due failover. Returns the promotion if one happened.
 pub async fn monitor_once<C, P>(
     set: &ReplicaSet<C>,
     probe: &P,
@@ -81,8 +81,10 @@ where
                 let _ = set.report_health(id, true);
             }
             Ok(Err(e)) => {
+                // A refused or failed probe is hard evidence: down at once. (A timeout may be
+                // a slow moment and counts toward the `fall` threshold instead.)
                 tracing::debug!(node = id.0, error = %e, "position probe failed");
-                let _ = set.report_health(id, false);
+                let _ = set.mark_down(id);
             }
             Err(_) => {
                 tracing::debug!(node = id.0, "position probe timed out");

@@ -381,6 +381,7 @@ impl<C> ReplicaSet<C> {
             .state
             .fallback_reads
             .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(reason = ?fallback, "read falls back to the primary");
         Ok(self.lease(topo, p, Some(fallback)))
     }
 

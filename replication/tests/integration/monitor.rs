@@ -52,13 +52,16 @@ async fn monitor_detects_a_dead_primary_and_promotes() {
     );
 
     cluster.kill(0).unwrap();
-    // Three failed probes (the fall threshold) mark it down; then failover_after must pass.
-    for _ in 0..3 {
-        assert_eq!(monitor_once(&set, &SimProbe, opts).await, None);
-        clock.advance(Duration::from_secs(1));
-    }
+    // A failed probe marks it down at once; then failover_after must pass.
+    assert_eq!(monitor_once(&set, &SimProbe, opts).await, None);
     assert!(!set.stats()[0].healthy);
-    clock.advance(Duration::from_secs(3));
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        monitor_once(&set, &SimProbe, opts).await,
+        None,
+        "not down long enough"
+    );
+    clock.advance(Duration::from_secs(2));
     let promotion = monitor_once(&set, &SimProbe, opts).await.unwrap();
     assert_eq!(promotion.new_primary, NodeId(1));
     assert_eq!(promotion.lost, None, "replica 1 had every write");
@@ -103,4 +106,35 @@ async fn read_your_writes_waits_for_a_replica_then_falls_back() {
     assert_eq!(started.elapsed(), Duration::from_millis(10));
     assert_eq!(r.node().read("k").unwrap().as_deref(), Some("v"));
     reporter.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_replica_gets_no_reads_after_one_check() {
+    let (cluster, set, _) = cluster_and_set();
+    let opts = MonitorOptions::default().auto_failover(false);
+    monitor_once(&set, &SimProbe, opts).await;
+    let share = |set: &ReplicaSet<SimNode>| {
+        let mut counts = [0usize; 3];
+        for _ in 0..3_000 {
+            counts[set
+                .route(Intent::Read(Consistency::Eventual))
+                .unwrap()
+                .id()
+                .0 as usize] += 1;
+        }
+        counts
+    };
+    assert_eq!(
+        share(&set),
+        [0, 1_500, 1_500],
+        "the primary takes no reads while replicas serve"
+    );
+    cluster.kill(2).unwrap();
+    monitor_once(&set, &SimProbe, opts).await;
+    assert_eq!(share(&set), [0, 3_000, 0]);
+    // It comes back after `rise` (2) good probes.
+    cluster.restart(2).unwrap();
+    monitor_once(&set, &SimProbe, opts).await;
+    monitor_once(&set, &SimProbe, opts).await;
+    assert_eq!(share(&set), [0, 1_500, 1_500]);
 }
