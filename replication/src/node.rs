@@ -76,6 +76,9 @@ pub struct NodeStats {
     pub position: Position,
     /// Positions behind the primary's last known position (0 for the primary).
     pub lag: u64,
+    /// How long ago the primary made the oldest write this node has not applied, when the set's
+    /// recent history of primary positions covers it (`Some(0)` when caught up).
+    pub lag_time: Option<std::time::Duration>,
     /// Requests routed to it and not finished.
     pub in_flight: u64,
     /// Reads routed to it.

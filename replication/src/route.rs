@@ -124,6 +124,9 @@ impl<C> Route<'_, C> {
         let state = self.state();
         state.position.fetch_max(position.0, Ordering::AcqRel);
         state.consecutive_failures.store(0, Ordering::Release);
+        if self.is_primary() {
+            self.set.record_primary_position(position);
+        }
         SessionToken {
             epoch: self.epoch(),
             position,

@@ -186,6 +186,8 @@ pub struct ReplicaSet<C> {
     /// Clock nanos + 1 of the last promotion; 0 = never.
     pub(crate) last_failover: AtomicU64,
     cascade: AtomicBool,
+    /// Recent (primary position, time) samples, oldest first, for time lag.
+    pub(crate) history: parking_lot::Mutex<std::collections::VecDeque<(u64, Duration)>>,
     /// Woken when a position advances (for `route_waiting`).
     #[cfg(feature = "tokio")]
     pub(crate) advanced: tokio::sync::Notify,
@@ -271,6 +273,7 @@ impl<C> ReplicaSetBuilder<C> {
             next: CachePadded::new(AtomicUsize::new(0)),
             last_failover: AtomicU64::new(0),
             cascade: AtomicBool::new(false),
+            history: parking_lot::Mutex::new(std::collections::VecDeque::with_capacity(HISTORY)),
             #[cfg(feature = "tokio")]
             advanced: tokio::sync::Notify::new(),
         })
@@ -466,6 +469,9 @@ impl<C> ReplicaSet<C> {
             .state
             .position
             .fetch_max(position.0, Ordering::AcqRel);
+        if topo.primary == Some(i) && position.0 > before {
+            self.record_primary_position(position);
+        }
         #[cfg(feature = "tokio")]
         if position.0 > before {
             self.advanced.notify_waiters();
@@ -620,6 +626,7 @@ impl<C> ReplicaSet<C> {
                 healthy: m.state.is_healthy(),
                 position: m.state.position(),
                 lag: m.state.position().lag_behind(primary_pos),
+                lag_time: self.time_lag(m.state.position(), primary_pos),
                 in_flight: m.state.in_flight(),
                 reads: m
                     .state
@@ -631,6 +638,40 @@ impl<C> ReplicaSet<C> {
                 fallback_reads: m.state.fallback_reads.load(Ordering::Relaxed),
             })
             .collect()
+    }
+}
+
+/// Samples of the primary's position kept for time lag.
+const HISTORY: usize = 256;
+
+impl<C> ReplicaSet<C> {
+    /// Notes that the primary reached `position` now (off the read path; skipped if another
+    /// thread holds the history).
+    pub(crate) fn record_primary_position(&self, position: Position) {
+        let Some(mut h) = self.history.try_lock() else {
+            return;
+        };
+        if h.back().is_none_or(|(p, _)| *p < position.0) {
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back((position.0, self.clock.now()));
+        }
+    }
+
+    /// How long ago the primary made the oldest write a node at `position` lacks.
+    fn time_lag(&self, position: Position, primary: Position) -> Option<Duration> {
+        if position >= primary {
+            return Some(Duration::ZERO);
+        }
+        let h = self.history.lock();
+        // The first sample past `position` is when the primary made its first missing write;
+        // only known if an older sample is at or before `position` too.
+        let i = h.partition_point(|(p, _)| *p <= position.0);
+        if i == 0 {
+            return None;
+        }
+        h.get(i).map(|(_, at)| self.clock.now().saturating_sub(*at))
     }
 }
 

@@ -226,3 +226,26 @@ fn sim_cluster_failover_loses_exactly_the_unreplicated_tail() {
     assert!(p.write("x", "y").is_err(), "the old primary is fenced");
     assert_eq!(p.read("b").unwrap(), None, "rewound to the new history");
 }
+
+#[test]
+fn lag_in_time_from_the_primary_history() {
+    let (set, clock) = three_replicas(Config::default());
+    for p in 1..=10u64 {
+        set.route(Intent::Write)
+            .unwrap()
+            .committed(Position(p * 10));
+        clock.advance(Duration::from_secs(1));
+    }
+    // Written at t = 0 s (pos 10) ... t = 9 s (pos 100); now t = 10 s.
+    set.report_position(NodeId(1), Position(100)).unwrap();
+    set.report_position(NodeId(2), Position(55)).unwrap();
+    let stats = set.stats();
+    assert_eq!(stats[1].lag_time, Some(Duration::ZERO));
+    // Replica 2 lacks the write at position 60, made at t = 5 s.
+    assert_eq!(
+        (stats[2].lag, stats[2].lag_time),
+        (45, Some(Duration::from_secs(5)))
+    );
+    // Replica 3 is older than the history: unknown.
+    assert_eq!(stats[3].lag_time, None);
+}
