@@ -1,0 +1,178 @@
+//! Queue configuration.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock, duration_ms};
+use crate::storage::{StdDir, StorageDir};
+use crate::{Durability, Error, Queue, Result, SimDir};
+
+/// Validated queue settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) durability: Durability,
+    pub(crate) segment_size: u64,
+    pub(crate) max_record: usize,
+    pub(crate) quota: Option<u64>,
+    pub(crate) visibility_ms: u64,
+    pub(crate) max_deliveries: u32,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) repair_damaged_tail: bool,
+}
+
+/// Builds a [`Queue`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use tierkit_mq::{Durability, Queue};
+/// let queue = Queue::builder()
+///     .durability(Durability::Never)
+///     .segment_size(1 << 20)
+///     .visibility_timeout(Duration::from_secs(30))
+///     .max_deliveries(5)
+///     .build_in_memory()?;
+/// # drop(queue);
+/// # Ok::<(), tierkit_mq::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct QueueBuilder {
+    cfg: Config,
+}
+
+impl Default for QueueBuilder {
+    fn default() -> Self {
+        Self {
+            cfg: Config {
+                durability: Durability::Always,
+                segment_size: 64 << 20,
+                max_record: 16 << 20,
+                quota: None,
+                visibility_ms: 30_000,
+                max_deliveries: 10,
+                clock: Arc::new(SystemClock),
+                repair_damaged_tail: false,
+            },
+        }
+    }
+}
+
+impl QueueBuilder {
+    /// Durability policy for every topic (default [`Durability::Always`]).
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.cfg.durability = d;
+        self
+    }
+
+    /// Segment files roll when they would exceed this many bytes (default 64 MiB).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.cfg.segment_size = bytes;
+        self
+    }
+
+    /// Largest encoded record accepted (default 16 MiB); larger sends fail with
+    /// [`Error::Oversize`].
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.cfg.max_record = bytes;
+        self
+    }
+
+    /// Refuse sends with [`Error::QuotaExceeded`] once a topic's log holds this many bytes.
+    pub fn disk_quota(mut self, bytes: u64) -> Self {
+        self.cfg.quota = Some(bytes);
+        self
+    }
+
+    /// How long a delivery stays invisible to other consumers before it is redelivered
+    /// (default 30 s).
+    pub fn visibility_timeout(mut self, d: Duration) -> Self {
+        self.cfg.visibility_ms = duration_ms(d);
+        self
+    }
+
+    /// Deliveries after which a message goes to the group's dead-letter topic (default 10).
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.cfg.max_deliveries = n;
+        self
+    }
+
+    /// What to do when the last segment has a damaged record FOLLOWED by intact ones. That is
+    /// not a torn write (a crash tears only the end), so by default opening fails with
+    /// [`Error::Corrupt`] and nothing is cut: intact records after the damage may include
+    /// messages whose send returned. Set `true` to cut the log at the damage anyway (losing the
+    /// records after it; the recovery report says how many bytes), for example after checking
+    /// the file by hand. A damaged record with nothing intact after it is always cut and
+    /// reported: that is what a crash mid-write leaves.
+    pub fn repair_damaged_tail(mut self, repair: bool) -> Self {
+        self.cfg.repair_damaged_tail = repair;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.cfg.clock = Arc::new(clock);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = &self.cfg;
+        let invalid = |what, expected, got| {
+            Err(Error::InvalidConfig {
+                what,
+                expected,
+                got,
+            })
+        };
+        if c.max_record < 64 {
+            return invalid("max_record_size", "at least 64", c.max_record as u64);
+        }
+        if c.max_record > u32::MAX as usize {
+            return invalid("max_record_size", "at most 4 GiB", c.max_record as u64);
+        }
+        if c.segment_size < 4096 {
+            return invalid("segment_size", "at least 4096", c.segment_size);
+        }
+        if c.max_deliveries == 0 {
+            return invalid("max_deliveries", "at least 1", 0);
+        }
+        if c.visibility_ms == 0 {
+            return invalid("visibility_timeout", "at least 1 ms", 0);
+        }
+        if let Durability::Interval(d) = c.durability
+            && d.is_zero()
+        {
+            return invalid("durability interval", "at least 1 ms", 0);
+        }
+        Ok(())
+    }
+
+    /// Opens (recovering) or creates the queue in the directory `path`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`], [`Error::AlreadyOpen`] if another handle holds the directory,
+    /// [`Error::Corrupt`] / [`Error::IncompatibleVersion`] for damaged files, [`Error::Io`].
+    pub fn build(self, path: impl AsRef<Path>) -> Result<Queue> {
+        self.validate()?;
+        let dir = StdDir::new(path).map_err(Error::io("create queue directory"))?;
+        Queue::open(Arc::new(dir), self.cfg)
+    }
+
+    /// Opens the queue over any [`StorageDir`] (for example a [`SimDir`]).
+    ///
+    /// # Errors
+    /// As [`QueueBuilder::build`].
+    pub fn build_with(self, dir: Arc<dyn StorageDir>) -> Result<Queue> {
+        self.validate()?;
+        Queue::open(dir, self.cfg)
+    }
+
+    /// A queue held in memory: the same API, nothing survives the process.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn build_in_memory(self) -> Result<Queue> {
+        self.build_with(SimDir::new().handle())
+    }
+}

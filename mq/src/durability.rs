@@ -1,0 +1,29 @@
+//! When an accepted message reaches stable storage.
+
+use std::time::Duration;
+
+/// When `send` returns relative to the fsync of the message's bytes.
+///
+/// | policy | after a process crash (kill -9, panic) | after a power loss / kernel crash |
+/// |---|---|---|
+/// | `Always` | nothing whose `send` returned is lost | nothing whose `send` returned is lost |
+/// | `Interval(d)` | nothing whose `send` returned is lost | messages sent in the last `d` (plus one fsync) may be lost |
+/// | `Never` | nothing whose `send` returned is lost | anything not yet written back by the OS may be lost |
+///
+/// A process crash never loses a returned send under any policy because the bytes are in the
+/// operating system's page cache once `send` returns. Under every policy the log is
+/// recovered to a prefix: a lost message also loses every later message, never an earlier one,
+/// and a torn last record is cut off and reported. With `Always`, concurrent producers share one
+/// fsync (group commit), and consumers only see messages that are already durable, so a consumer
+/// never processes a message that a power loss could take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `send` returns only after its bytes are fsynced (shared with concurrent sends).
+    #[default]
+    Always,
+    /// A background thread fsyncs every interval; `send` returns after the write.
+    Interval(Duration),
+    /// The queue never fsyncs appended records (segment rolls and state files still are).
+    Never,
+}

@@ -1,0 +1,212 @@
+//! Recovery of real files: torn tails, flipped bytes, versions, locks, poisoning.
+
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+
+use tierkit_mq::{Durability, Error, Message, Queue, SimDir};
+
+use crate::{TempDir, payload};
+
+fn fill(dir: &std::path::Path, n: u64) -> Queue {
+    let q = Queue::builder()
+        .durability(Durability::Never)
+        .segment_size(4096)
+        .build(dir)
+        .unwrap();
+    let p = q.producer("t").unwrap();
+    for i in 0..n {
+        assert_eq!(p.send(Message::new(payload(i, 300))).unwrap(), i);
+    }
+    q
+}
+
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn truncated_tail_keeps_the_good_prefix_and_reports_it() {
+    let tmp = TempDir::new("trunc");
+    drop(fill(tmp.path(), 30));
+    let last = segments(tmp.path()).pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let q = Queue::builder().build(tmp.path()).unwrap();
+    let report = q.recovery_report();
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].1.offset, 29);
+    // A record is 16 bytes of header, 23 of fixed body fields and the payload.
+    assert_eq!(report[0].1.bytes, 16 + 23 + 300 - 100);
+    assert_eq!(q.stats("t").unwrap().log_end, 29);
+    let c = q.consumer("t", "g").unwrap();
+    for i in 0..29u64 {
+        assert_eq!(
+            c.try_recv().unwrap().unwrap().payload()[..8],
+            i.to_le_bytes()
+        );
+    }
+    // The queue keeps working after the cut.
+    assert_eq!(
+        q.producer("t").unwrap().send(Message::new("x")).unwrap(),
+        29
+    );
+}
+
+#[test]
+fn flipped_byte_in_last_segment_tail_is_cut_and_reported() {
+    let tmp = TempDir::new("flip");
+    drop(fill(tmp.path(), 30));
+    let last = segments(tmp.path()).pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let mut f = OpenOptions::new().write(true).open(&last).unwrap();
+    f.seek(SeekFrom::Start(len - 50)).unwrap();
+    f.write_all(&[0xFF]).unwrap();
+    drop(f);
+    let q = Queue::builder().build(tmp.path()).unwrap();
+    assert_eq!(q.recovery_report()[0].1.offset, 29);
+    assert_eq!(q.stats("t").unwrap().log_end, 29);
+}
+
+#[test]
+fn damage_before_the_tail_is_corruption_not_skipped() {
+    let tmp = TempDir::new("mid");
+    drop(fill(tmp.path(), 30));
+    let first = segments(tmp.path()).remove(0);
+    let mut f = OpenOptions::new().write(true).open(&first).unwrap();
+    f.seek(SeekFrom::Start(100)).unwrap();
+    f.write_all(&[0xAA, 0xBB]).unwrap();
+    drop(f);
+    let err = Queue::builder().build(tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                position: 16,
+                offset: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn incompatible_version_is_a_typed_error() {
+    let tmp = TempDir::new("ver");
+    drop(fill(tmp.path(), 2));
+    let seg = segments(tmp.path()).remove(0);
+    let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.seek(SeekFrom::Start(4)).unwrap();
+    f.write_all(&9u32.to_le_bytes()).unwrap();
+    drop(f);
+    let err = Queue::builder().build(tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IncompatibleVersion {
+                found: 9,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn second_open_is_refused_until_the_first_closes() {
+    let tmp = TempDir::new("lock");
+    let q = Queue::builder().build(tmp.path()).unwrap();
+    assert!(matches!(
+        Queue::builder().build(tmp.path()),
+        Err(Error::AlreadyOpen)
+    ));
+    drop(q);
+    Queue::builder().build(tmp.path()).unwrap();
+}
+
+#[test]
+fn failed_fsync_poisons_the_handle() {
+    let dir = SimDir::new();
+    let q = Queue::builder().build_with(dir.handle()).unwrap();
+    let p = q.producer("t").unwrap();
+    p.send(Message::new("a")).unwrap();
+    dir.set_fail_sync(true);
+    assert!(matches!(p.send(Message::new("b")), Err(Error::Io { .. })));
+    dir.set_fail_sync(false);
+    // Never retried: the handle stays poisoned even though fsync would now succeed.
+    assert!(matches!(p.send(Message::new("c")), Err(Error::Poisoned)));
+    drop((p, q));
+    dir.crash(1);
+    let q = Queue::builder().build_with(dir.handle()).unwrap();
+    assert!(q.stats("t").unwrap().log_end >= 1);
+}
+
+#[test]
+fn segments_roll_and_all_records_are_read_back_after_reopen() {
+    let tmp = TempDir::new("roll");
+    drop(fill(tmp.path(), 100));
+    assert!(segments(tmp.path()).len() > 5);
+    let q = Queue::builder().build(tmp.path()).unwrap();
+    assert!(q.recovery_report().is_empty());
+    let c = q.consumer("t", "g").unwrap();
+    for i in 0..100u64 {
+        let d = c.try_recv().unwrap().unwrap();
+        assert_eq!((d.offset(), &d.payload()[..8]), (i, &i.to_le_bytes()[..]));
+    }
+    assert!(c.try_recv().unwrap().is_none());
+}
+
+#[test]
+fn flipped_byte_mid_last_segment_keeps_the_prefix_and_flags_intact_records_after() {
+    let tmp = TempDir::new("midlast");
+    let q = Queue::builder()
+        .durability(Durability::Never)
+        .build(tmp.path())
+        .unwrap();
+    let p = q.producer("t").unwrap();
+    for i in 0..30 {
+        p.send(Message::new(payload(i, 300))).unwrap();
+    }
+    drop((p, q));
+    let seg = segments(tmp.path()).pop().unwrap();
+    // Inside the payload of the record at offset 5: 16 B segment header + 5 records of 339 B.
+    let pos = 16 + 5 * 339 + 100;
+    let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(&[0x5A]).unwrap();
+    drop(f);
+    // By default the damage is an error and nothing is cut: the records after it survive.
+    let len = std::fs::metadata(&seg).unwrap().len();
+    match Queue::builder().build(tmp.path()) {
+        Err(tierkit_mq::Error::Corrupt { offset, .. }) => assert_eq!(offset, 5),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        len,
+        "nothing was cut"
+    );
+    // An operator who accepts the loss opens with repair: the good prefix stays, reported.
+    let q = Queue::builder()
+        .repair_damaged_tail(true)
+        .build(tmp.path())
+        .unwrap();
+    let d = q.recovery_report()[0].1;
+    assert_eq!(
+        (d.offset, d.reason, d.intact_records_after),
+        (5, "checksum mismatch", true)
+    );
+    assert_eq!(q.stats("t").unwrap().log_end, 5);
+}
