@@ -1,9 +1,88 @@
 //! # tierkit-lb: the load-balancing policy engine
 //!
-//! **Status: skeleton.** This crate has no public API yet; it is delivered by its own issue
-//! ("tierkit-lb: the load-balancing policy engine") and will follow the pattern of `tierkit-consistent-hash`: one shared trait, sibling
-//! implementations, one error enum, a README with a benchmark table.
+//! A library, not a proxy: an application (an HTTP client, a gRPC channel, a database pool, a
+//! replication router) holds a [`Balancer`] and asks it for a backend per request. One
+//! thread-safe, allocation-free [`pick`](Balancer::pick) combines a [`Policy`] (round robin,
+//! smooth weighted round robin, random, weighted random, least connections, weighted least
+//! connections, power of two choices, least latency with peak EWMA, consistent hash with
+//! bounded load, sticky sessions, locality tiers) with passive outlier detection, active health
+//! checks, slow start, draining and a panic threshold.
 //!
-//! See the workspace's `ARCHITECTURE.md` for where this crate sits in the dependency graph.
+//! ```
+//! use std::time::Duration;
+//! use tierkit_lb::{Backend, Balancer, Context, LeastLatency, OutlierDetection};
+//!
+//! let lb = Balancer::builder(LeastLatency::new())
+//!     .backends((1..=3).map(|i| Backend::new(i, format!("10.0.0.{i}:8080"))))
+//!     .outlier_detection(OutlierDetection::new().consecutive_failures(5))
+//!     .build()?;
+//!
+//! for _ in 0..10 {
+//!     let lease = lb.pick(&Context::new())?;      // counts one request in flight
+//!     // ... send the request to `*lease` ...
+//!     lease.success(Duration::from_millis(12));  // or `lease.failure()`; drop = cancelled
+//! }
+//! assert_eq!(lb.stats().backends.iter().map(|b| b.successes).sum::<u64>(), 10);
+//! # Ok::<(), tierkit_lb::Error>(())
+//! ```
+//!
+//! ## How it fits together
+//! - **Snapshots.** Membership, weights and the health view are published together as one
+//!   immutable snapshot (`arc-swap`); a pick loads it without locking. Per-backend counters
+//!   (in flight, latency, failures) live with the backend, keyed by its [`BackendId`], and
+//!   survive every rebuild.
+//! - **Leases.** A pick returns a [`Lease`] that counts the request in flight until dropped and
+//!   records its outcome; latency-aware policies and outlier detection learn from it.
+//! - **Health.** Passive: [`OutlierDetection`] ejects a backend after consecutive failures, for
+//!   growing periods. Active (feature `tokio`): a [`HealthCheck`] task with rise/fall
+//!   thresholds. Recovered and new backends can ramp up with [`SlowStart`]. Below the panic
+//!   threshold the balancer uses every serving backend. Every state change emits a `tracing`
+//!   event and shows in [`stats`](Balancer::stats).
+//! - **Time** comes from an injectable [`Clock`], so ejections and slow start are tested, and
+//!   whole policies simulated, in virtual time.
+//!
+//! ## Crate features
+//! - `tokio`: active health checks ([`HealthCheck`], [`TcpConnect`],
+//!   [`Balancer::spawn_health_checks`]) and async [`Drain::wait`].
 
 #![deny(missing_docs)]
+
+#[cfg(feature = "tokio")]
+mod active;
+mod backend;
+mod balancer;
+mod builder;
+mod clock;
+mod context;
+mod drain;
+mod error;
+mod health;
+mod lease;
+mod policy;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod stats;
+mod view;
+
+#[cfg(feature = "tokio")]
+pub use active::{CheckConfig, HealthCheck, TcpConnect};
+pub use backend::{Backend, BackendId, Health, Member};
+pub use balancer::Balancer;
+pub use builder::BalancerBuilder;
+pub use clock::{Clock, MockClock, SystemClock};
+pub use context::Context;
+pub use drain::Drain;
+pub use error::{Error, NoBackend, Result};
+pub use health::{OutlierDetection, SlowStart};
+pub use lease::Lease;
+pub use policy::{
+    ConsistentHash, HashAlgorithm, LeastConnections, LeastLatency, Locality, Policy,
+    PowerOfTwoChoices, Random, RoundRobin, Sticky, Tier, WeightedLeastConnections, WeightedRandom,
+    WeightedRoundRobin, seed_thread_rng,
+};
+pub use stats::{BackendStats, BalancerStats};
+pub use view::View;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,163 @@
+//! [`BalancerBuilder`]: validated configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+use tierkit_consistent_hash::KeyHasher;
+
+use crate::health::Control;
+use crate::{
+    Backend, Balancer, Clock, Error, OutlierDetection, Policy, Result, SlowStart, SystemClock,
+};
+
+/// Configures a [`Balancer`]. Start with [`Balancer::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tierkit_lb::{Backend, Balancer, LeastLatency, OutlierDetection, SlowStart};
+///
+/// let lb = Balancer::builder(LeastLatency::new())
+///     .backends((0..4).map(|i| Backend::new(i, format!("app-{i}"))))
+///     .outlier_detection(OutlierDetection::new())
+///     .slow_start(SlowStart::new(Duration::from_secs(30)))
+///     .panic_threshold(50)
+///     .build()?;
+/// assert_eq!(lb.len(), 4);
+/// # Ok::<(), tierkit_lb::Error>(())
+/// ```
+#[must_use]
+pub struct BalancerBuilder<B, P> {
+    policy: P,
+    backends: Vec<Backend<B>>,
+    clock: Box<dyn Clock>,
+    outlier: Option<OutlierDetection>,
+    slow_start: Option<SlowStart>,
+    decay: Duration,
+    failure_penalty: Duration,
+    panic_threshold: u8,
+    hasher: KeyHasher,
+    start_unhealthy: bool,
+}
+
+impl<B, P: Policy<B>> BalancerBuilder<B, P> {
+    pub(crate) fn new(policy: P) -> Self {
+        Self {
+            policy,
+            backends: Vec::new(),
+            clock: Box::new(SystemClock::new()),
+            outlier: None,
+            slow_start: None,
+            decay: Duration::from_secs(10),
+            failure_penalty: Duration::from_secs(1),
+            panic_threshold: 50,
+            hasher: KeyHasher::DEFAULT,
+            start_unhealthy: false,
+        }
+    }
+
+    /// Adds a backend.
+    pub fn backend(mut self, backend: Backend<B>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Adds backends.
+    pub fn backends(mut self, backends: impl IntoIterator<Item = Backend<B>>) -> Self {
+        self.backends.extend(backends);
+        self
+    }
+
+    /// Reads time from `clock` (tests and simulations: [`MockClock`](crate::MockClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Enables passive outlier detection (off by default).
+    pub fn outlier_detection(mut self, od: OutlierDetection) -> Self {
+        self.outlier = Some(od);
+        self
+    }
+
+    /// Enables slow start for backends that join or recover.
+    pub fn slow_start(mut self, ss: SlowStart) -> Self {
+        self.slow_start = Some(ss);
+        self
+    }
+
+    /// The time constant of the latency EWMA (default 10 s, Linkerd's).
+    pub fn latency_decay(mut self, decay: Duration) -> Self {
+        self.decay = decay;
+        self
+    }
+
+    /// The latency a failure counts as (default 1 s; at least twice the current estimate).
+    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
+        self.failure_penalty = penalty;
+        self
+    }
+
+    /// Below this percentage of healthy backends, balance over all serving backends, healthy or
+    /// not (Envoy's panic threshold; default 50, 0 disables): better to send some requests to a
+    /// sick backend than all of them to the few healthy ones.
+    pub fn panic_threshold(mut self, percent: u8) -> Self {
+        self.panic_threshold = percent;
+        self
+    }
+
+    /// The key used to hash request keys ([`Balancer::hash_key`]); default
+    /// [`KeyHasher::DEFAULT`]. Use a secret key when clients choose the keys.
+    pub fn hasher(mut self, hasher: KeyHasher) -> Self {
+        self.hasher = hasher;
+        self
+    }
+
+    /// Backends start unhealthy until their first passing active health check.
+    pub fn start_unhealthy(mut self, yes: bool) -> Self {
+        self.start_unhealthy = yes;
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateId`] for two backends with one id, [`Error::InvalidConfig`] for a
+    /// panic threshold above 100, a zero latency decay or a zero slow-start window.
+    pub fn build(self) -> Result<Balancer<B, P>> {
+        if self.panic_threshold > 100 {
+            return Err(Error::InvalidConfig {
+                name: "panic_threshold",
+                reason: "must be a percentage (0..=100)",
+            });
+        }
+        let control = Control::new(
+            self.clock,
+            self.outlier,
+            self.slow_start,
+            self.decay,
+            self.failure_penalty,
+        )?;
+        Balancer::from_parts(
+            self.policy,
+            control,
+            self.hasher,
+            self.panic_threshold,
+            self.start_unhealthy,
+            self.backends,
+        )
+    }
+}
+
+impl<B, P: fmt::Debug> fmt::Debug for BalancerBuilder<B, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalancerBuilder")
+            .field("policy", &self.policy)
+            .field("backends", &self.backends.len())
+            .field("outlier", &self.outlier)
+            .field("slow_start", &self.slow_start)
+            .field("panic_threshold", &self.panic_threshold)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,207 @@
+//! Membership changes: errors, draining, state surviving rebuilds, and churn under load.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use tierkit_lb::{
+    Backend, BackendId, Balancer, Context, Error, LeastLatency, NoBackend, PowerOfTwoChoices,
+    RoundRobin, WeightedRoundRobin,
+};
+
+#[test]
+fn errors_are_clear() {
+    let dup = Balancer::builder(RoundRobin::new())
+        .backend(Backend::new(1u64, "a"))
+        .backend(Backend::new(1u64, "b"))
+        .build();
+    assert_eq!(dup.unwrap_err(), Error::DuplicateId(BackendId(1)));
+    let lb = Balancer::builder(RoundRobin::new()).build().unwrap();
+    assert_eq!(lb.pick(&Context::new()).unwrap_err(), NoBackend::Empty);
+    lb.add(Backend::new(1u64, "a")).unwrap();
+    assert_eq!(
+        lb.add(Backend::new(1u64, "again")).unwrap_err(),
+        Error::DuplicateId(BackendId(1))
+    );
+    assert_eq!(
+        lb.remove(BackendId(9)).unwrap_err(),
+        Error::UnknownBackend(BackendId(9))
+    );
+    assert_eq!(
+        lb.set_weight(BackendId(9), 1).unwrap_err(),
+        Error::UnknownBackend(BackendId(9))
+    );
+    assert!(lb.drain(BackendId(9)).is_err());
+    // Zero weight drains; it is not a panic and not an error.
+    lb.set_weight(BackendId(1), 0).unwrap();
+    assert_eq!(
+        lb.pick(&Context::new()).unwrap_err(),
+        NoBackend::AllDraining
+    );
+    lb.set_weight(BackendId(1), 2).unwrap();
+    assert_eq!(*lb.pick(&Context::new()).unwrap(), "a");
+    assert!(
+        Balancer::builder(RoundRobin::new())
+            .panic_threshold(101)
+            .backend(Backend::new(1u64, 1))
+            .build()
+            .is_err()
+    );
+    assert_eq!(
+        NoBackend::AllDraining.to_string(),
+        "no backend: all draining"
+    );
+}
+
+#[test]
+fn drain_completes_only_after_the_last_lease_drops() {
+    let lb = Balancer::builder(RoundRobin::new())
+        .backends((0..2u64).map(|i| Backend::new(i, i)))
+        .build()
+        .unwrap();
+    let held: Vec<_> = (0..4).map(|_| lb.pick(&Context::new()).unwrap()).collect();
+    let drain = lb.drain(BackendId(0)).unwrap();
+    assert_eq!(drain.in_flight(), 2);
+    assert!((0..10).all(|_| *lb.pick(&Context::new()).unwrap() == 1));
+    assert!(!drain.wait_timeout(Duration::from_millis(20)));
+    let mut held = held;
+    let zero: Vec<_> = held
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| ***l == 0)
+        .map(|(i, _)| i)
+        .collect();
+    drop(held.remove(zero[1]));
+    assert!(!drain.is_complete());
+    // The last lease drops on another thread while this one waits.
+    let last = held.remove(zero[0]);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        drop(last);
+    });
+    assert!(drain.wait_timeout(Duration::from_secs(5)));
+    t.join().unwrap();
+    assert_eq!(lb.stats().backends[0].draining, true);
+    lb.undrain(BackendId(0)).unwrap();
+    assert!((0..4).any(|_| *lb.pick(&Context::new()).unwrap() == 0));
+}
+
+#[test]
+fn backend_state_survives_rebuilds() {
+    let lb = Balancer::builder(LeastLatency::new())
+        .backends((0..3u64).map(|i| Backend::new(i, i)))
+        .build()
+        .unwrap();
+    let held = lb.pick(&Context::new()).unwrap();
+    let id = held.id();
+    for _ in 0..10 {
+        lb.pick(&Context::new())
+            .unwrap()
+            .success(Duration::from_millis(5));
+    }
+    let before = lb.stats();
+    lb.add(Backend::new(7u64, 7)).unwrap();
+    lb.set_weight(BackendId(1), 3).unwrap();
+    lb.remove(BackendId(7)).unwrap();
+    let after = lb.stats();
+    for (b, a) in before.backends.iter().zip(&after.backends) {
+        assert_eq!(b.id, a.id);
+        assert_eq!(b.picks, a.picks);
+        assert_eq!(b.in_flight, a.in_flight);
+        assert_eq!(b.successes, a.successes);
+        assert_eq!(b.latency, a.latency);
+    }
+    assert!(after.version > before.version);
+    assert_eq!(
+        after
+            .backends
+            .iter()
+            .find(|b| b.id == id)
+            .unwrap()
+            .in_flight,
+        1
+    );
+    drop(held);
+    // A lease outlives its backend's removal and still counts correctly.
+    let l = lb.pick(&Context::new()).unwrap();
+    let gone = l.id();
+    lb.remove(gone).unwrap();
+    assert_eq!(l.id(), gone);
+    l.success(Duration::from_millis(1));
+}
+
+#[test]
+fn round_robin_position_survives_rebuilds() {
+    let lb = Balancer::builder(RoundRobin::new())
+        .backends((0..4u64).map(|i| Backend::new(i, i)))
+        .build()
+        .unwrap();
+    assert_eq!(*lb.pick(&Context::new()).unwrap(), 0);
+    assert_eq!(*lb.pick(&Context::new()).unwrap(), 1);
+    lb.set_weight(BackendId(3), 2).unwrap();
+    assert_eq!(*lb.pick(&Context::new()).unwrap(), 2);
+}
+
+/// 8 threads pick while membership churns; once `remove` has returned, no pick that starts
+/// afterwards may return the removed backend.
+#[test]
+fn concurrent_picks_never_return_a_removed_backend() {
+    fn run<P: tierkit_lb::Policy<u64>>(policy: P) {
+        let lb = Arc::new(
+            Balancer::builder(policy)
+                .backends((0..16u64).map(|i| Backend::new(i, i)))
+                .build()
+                .unwrap(),
+        );
+        // removed_at[id] = generation after which `id` is gone (u64::MAX = present).
+        let removed: Arc<Vec<AtomicU64>> =
+            Arc::new((0..64).map(|_| AtomicU64::new(u64::MAX)).collect());
+        let generation = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let barrier = Arc::new(Barrier::new(9));
+        let pickers: Vec<_> = (0..8)
+            .map(|_| {
+                let (lb, removed, generation, stop, barrier) =
+                    (lb.clone(), removed.clone(), generation.clone(), stop.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut picks = 0u64;
+                    while !stop.load(Ordering::Acquire) {
+                        let gen_before = generation.load(Ordering::Acquire);
+                        if let Ok(l) = lb.pick(&Context::new().hash(picks)) {
+                            let gone_at = removed[*l as usize].load(Ordering::Acquire);
+                            assert!(gone_at > gen_before,
+                                "picked {} removed at generation {gone_at}, pick started at {gen_before}", *l);
+                        }
+                        picks += 1;
+                    }
+                    picks
+                })
+            })
+            .collect();
+        barrier.wait();
+        let mut next = 16u64;
+        for round in 0..300u64 {
+            // Remove the oldest member, add a fresh id; ids are never reused.
+            let victim = round;
+            lb.remove(BackendId(victim)).unwrap();
+            // Publish "removed as of generation g+1" only after remove returned.
+            let g = generation.load(Ordering::Acquire) + 1;
+            removed[(victim % 64) as usize].store(g, Ordering::Release);
+            generation.store(g, Ordering::Release);
+            removed[(next % 64) as usize].store(u64::MAX, Ordering::Release);
+            lb.add(Backend::new(next, next % 64)).unwrap();
+            next += 1;
+            if round % 3 == 0 {
+                lb.set_weight(BackendId(next - 1), 2).unwrap();
+            }
+        }
+        stop.store(true, Ordering::Release);
+        let total: u64 = pickers.into_iter().map(|p| p.join().unwrap()).sum();
+        assert!(total > 1_000);
+    }
+    run(RoundRobin::new());
+    run(WeightedRoundRobin::new());
+    run(PowerOfTwoChoices::new());
+    run(tierkit_lb::ConsistentHash::ring());
+}
