@@ -65,12 +65,45 @@ fn route(c: &mut Criterion) {
     }
 }
 
+/// Replica choice through `tierkit-lb` policies instead of the built-in round robin.
+fn read_policy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read_policy/3_replicas");
+    let build = |b: tierkit::replication::ReplicaSetBuilder<u32>| {
+        let set = b
+            .primary(NodeId(0), 0)
+            .replica(NodeId(1), 1)
+            .replica(NodeId(2), 2)
+            .replica(NodeId(3), 3)
+            .build()
+            .expect("valid");
+        for i in 1..=3 {
+            set.report_position(NodeId(i), Position(1_000))
+                .expect("member");
+        }
+        set
+    };
+    let eventual = Intent::Read(Consistency::Eventual);
+    let rr = build(ReplicaSet::builder());
+    group.bench_function("builtin_round_robin", |b| {
+        b.iter(|| rr.route(black_box(eventual)).map(|r| *r.node()))
+    });
+    let p2c = build(ReplicaSet::builder().read_policy(tierkit::lb::PowerOfTwoChoices::new()));
+    group.bench_function("lb_p2c", |b| {
+        b.iter(|| p2c.route(black_box(eventual)).map(|r| *r.node()))
+    });
+    let ll = build(ReplicaSet::builder().read_policy(tierkit::lb::LeastLatency::new()));
+    group.bench_function("lb_least_latency", |b| {
+        b.iter(|| ll.route(black_box(eventual)).map(|r| *r.node()))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = route
+    targets = route, read_policy
 }
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 use crate::NodeId;
 
 /// What can go wrong routing a request or changing the replica set.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A write was requested and there is no primary (it failed and none was promoted yet).
@@ -42,6 +42,11 @@ pub enum Error {
     /// The set must have a primary when it is built.
     #[error("a replica set needs a primary")]
     MissingPrimary,
+    /// The read policy's balancer (see
+    /// [`ReplicaSetBuilder::read_policy`](crate::ReplicaSetBuilder::read_policy)) could not be
+    /// built.
+    #[error("read balancer: {0}")]
+    Balancer(tierkit_lb::Error),
 }
 
 /// `Result` with this crate's [`Error`] as the default error type.

@@ -30,10 +30,8 @@
 //! # }
 //! ```
 //!
-//! **Status:** routing, consistency levels, passive and reported health, promotion with fencing
-//! epochs and lost-write reports, async probes (`tokio` feature) and the `sim` module are in
-//! place. Replica choice among the eligible is round robin for now; `tierkit-lb` policies come
-//! next.
+//! Replica choice among the eligible replicas is round robin by default, or any `tierkit-lb`
+//! policy ([`ReplicaSetBuilder::read_policy`]), for example least latency.
 //!
 //! ## Crate features
 //! - `sim`: an in-memory replicated key-value store ([`sim`]) for tests and examples.
@@ -42,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+mod balance;
 mod clock;
 mod consistency;
 mod error;

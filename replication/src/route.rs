@@ -37,6 +37,8 @@ pub struct Route<'a, C> {
     pub(crate) index: usize,
     pub(crate) fallback: Option<Fallback>,
     pub(crate) position: Position,
+    /// The read balancer's lease, when a `tierkit-lb` policy chose this replica.
+    pub(crate) read_lease: Option<tierkit_lb::Lease<NodeId>>,
 }
 
 impl<C> Route<'_, C> {
@@ -98,9 +100,21 @@ impl<C> Route<'_, C> {
             .store(0, Ordering::Release);
     }
 
+    /// The request succeeded after `latency`: like [`success`](Self::success), and a
+    /// latency-aware read policy ([`tierkit_lb::LeastLatency`]) learns from it.
+    pub fn success_after(mut self, latency: std::time::Duration) {
+        if let Some(lease) = self.read_lease.take() {
+            lease.success(latency);
+        }
+        self.success();
+    }
+
     /// The request failed because of the node (not because of the query): after `fall`
     /// consecutive failures the node is marked down and receives no more reads.
-    pub fn failure(self) {
+    pub fn failure(mut self) {
+        if let Some(lease) = self.read_lease.take() {
+            lease.failure();
+        }
         let state = self.state();
         state.failures.fetch_add(1, Ordering::Relaxed);
         let failures = state.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;

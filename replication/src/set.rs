@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 use crossbeam_utils::CachePadded;
 
+use crate::balance::{self, ReadBalancer, ReadBalancerFactory};
 use crate::node::NodeState;
 use crate::{
     Clock, Consistency, Epoch, Error, Fallback, Intent, NodeId, NodeStats, Position, Result, Role,
@@ -142,7 +143,8 @@ impl<C> Topology<C> {
 ///
 /// - [`route`](Self::route)`(Intent::Write)` returns the primary of the current epoch;
 ///   `route(Intent::Read(consistency))` a healthy replica fresh enough for the consistency
-///   (round robin among the eligible), or the primary with the reason
+///   (round robin among the eligible, or a `tierkit-lb` policy: [`ReplicaSetBuilder::read_policy`]),
+///   or the primary with the reason
 ///   ([`Route::fallback`]).
 /// - Replication positions come from the application ([`report_position`](Self::report_position),
 ///   [`Route::committed`]); lag is the primary's position minus a replica's.
@@ -191,6 +193,8 @@ pub struct ReplicaSet<C> {
     /// Woken when a position advances (for `route_waiting`).
     #[cfg(feature = "tokio")]
     pub(crate) advanced: tokio::sync::Notify,
+    /// Replica choice through a `tierkit-lb` policy; `None` = built-in round robin.
+    read_balancer: Option<Box<dyn ReadBalancer>>,
 }
 
 /// Configures a [`ReplicaSet`].
@@ -200,6 +204,7 @@ pub struct ReplicaSetBuilder<C> {
     replicas: Vec<(NodeId, C)>,
     clock: Option<Arc<dyn Clock>>,
     config: Config,
+    read_balancer: Option<ReadBalancerFactory>,
 }
 
 impl<C> Default for ReplicaSetBuilder<C> {
@@ -209,6 +214,7 @@ impl<C> Default for ReplicaSetBuilder<C> {
             replicas: Vec::new(),
             clock: None,
             config: Config::default(),
+            read_balancer: None,
         }
     }
 }
@@ -238,10 +244,22 @@ impl<C> ReplicaSetBuilder<C> {
         self
     }
 
+    /// Chooses among the eligible replicas (healthy and fresh enough for the read's
+    /// consistency) with a `tierkit-lb` policy instead of the built-in round robin: for example
+    /// [`tierkit_lb::LeastLatency`] (report latencies with
+    /// [`Route::success_after`](crate::Route::success_after)) or
+    /// [`tierkit_lb::PowerOfTwoChoices`] (least requests in flight). The balancer's members
+    /// follow the set's replicas through every change, promotion included.
+    pub fn read_policy<P: tierkit_lb::Policy<NodeId>>(mut self, policy: P) -> Self {
+        self.read_balancer = Some(balance::factory(policy));
+        self
+    }
+
     /// Builds the set; every node starts healthy at position 0.
     ///
     /// # Errors
-    /// [`Error::MissingPrimary`]; [`Error::DuplicateNode`].
+    /// [`Error::MissingPrimary`]; [`Error::DuplicateNode`]; [`Error::Balancer`] if the read
+    /// policy's balancer cannot be built.
     pub fn build(self) -> Result<ReplicaSet<C>> {
         let (pid, primary) = self.primary.ok_or(Error::MissingPrimary)?;
         let mut members = vec![Member {
@@ -261,6 +279,15 @@ impl<C> ReplicaSetBuilder<C> {
                 role: Role::Replica,
             });
         }
+        let replicas: Vec<NodeId> = members
+            .iter()
+            .filter(|m| m.role == Role::Replica)
+            .map(|m| m.id)
+            .collect();
+        let read_balancer = match self.read_balancer {
+            Some(make) => Some(make(&replicas).map_err(Error::Balancer)?),
+            None => None,
+        };
         Ok(ReplicaSet {
             topology: ArcSwap::from_pointee(Topology {
                 epoch: Epoch(1),
@@ -276,6 +303,7 @@ impl<C> ReplicaSetBuilder<C> {
             history: parking_lot::Mutex::new(std::collections::VecDeque::with_capacity(HISTORY)),
             #[cfg(feature = "tokio")]
             advanced: tokio::sync::Notify::new(),
+            read_balancer,
         })
     }
 }
@@ -337,6 +365,7 @@ impl<C> ReplicaSet<C> {
             index,
             fallback,
             position,
+            read_lease: None,
         }
     }
 
@@ -370,7 +399,11 @@ impl<C> ReplicaSet<C> {
         let fallback = match need {
             Err(reason) => reason,
             Ok(need) => match self.pick_replica(&topo, need, floor_applies) {
-                Ok(i) => return Ok(self.lease(topo, i, None)),
+                Ok((i, read_lease)) => {
+                    let mut route = self.lease(topo, i, None);
+                    route.read_lease = read_lease;
+                    return Ok(route);
+                }
                 Err(reason) => reason,
             },
         };
@@ -395,7 +428,7 @@ impl<C> ReplicaSet<C> {
         topo: &Topology<C>,
         need: Position,
         floor_applies: bool,
-    ) -> Result<usize, Fallback> {
+    ) -> Result<(usize, Option<tierkit_lb::Lease<NodeId>>), Fallback> {
         let serving = |m: &Member<C>| m.role == Role::Replica && m.state.is_healthy();
         let mut need = need;
         let mut eligible = topo
@@ -446,6 +479,18 @@ impl<C> ReplicaSet<C> {
                 Fallback::NoHealthyReplica
             });
         }
+        if let Some(lb) = &self.read_balancer {
+            let allow = |id: tierkit_lb::BackendId| {
+                topo.members.iter().any(|m| {
+                    balance::backend_id(m.id) == id && serving(m) && m.state.position() >= need
+                })
+            };
+            if let Some(lease) = lb.pick(&allow)
+                && let Some(i) = topo.index_of(*lease)
+            {
+                return Ok((i, Some(lease)));
+            }
+        }
         // Round robin over the eligible: the k-th of them, k from a shared counter.
         let k = self.next.fetch_add(1, Ordering::Relaxed) % eligible;
         topo.members
@@ -453,7 +498,7 @@ impl<C> ReplicaSet<C> {
             .enumerate()
             .filter(|(_, m)| serving(m) && m.state.position() >= need)
             .nth(k)
-            .map(|(i, _)| i)
+            .map(|(i, _)| (i, None))
             .ok_or(Fallback::ReplicasBehind)
     }
 
@@ -552,6 +597,15 @@ impl<C> ReplicaSet<C> {
         let _guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.topology.load_full();
         let (next, out) = change(&current)?;
+        if let Some(lb) = &self.read_balancer {
+            let replicas: Vec<NodeId> = next
+                .members
+                .iter()
+                .filter(|m| m.role == Role::Replica)
+                .map(|m| m.id)
+                .collect();
+            lb.sync(&replicas);
+        }
         self.topology.store(Arc::new(next));
         Ok(out)
     }
@@ -611,6 +665,13 @@ impl<C> ReplicaSet<C> {
                 gone.handle,
             ))
         })
+    }
+
+    /// The read balancer's statistics (picks, in flight, latency per replica), if the set was
+    /// built with [`read_policy`](ReplicaSetBuilder::read_policy).
+    #[must_use]
+    pub fn read_balancer_stats(&self) -> Option<tierkit_lb::BalancerStats> {
+        self.read_balancer.as_ref().map(|lb| lb.stats())
     }
 
     /// Per-node statistics.

@@ -7,6 +7,7 @@
 static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllocator;
 
 mod allocations;
+mod balance;
 mod model;
 mod monitor;
 mod routing;
