@@ -151,9 +151,12 @@ pub(crate) struct Counters {
     /// Clock nanos when the backend (re)entered service, for slow start; 0 = not ramping.
     pub(crate) ramp_from: AtomicU64,
     /// Active-check streaks: consecutive passes (rise) and fails (fall).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) check_passes: AtomicU32,
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) check_fails: AtomicU32,
     /// Active checks run so far (the first pass of an unchecked backend ignores `rise`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) checks: AtomicU64,
 }
 

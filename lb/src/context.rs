@@ -23,7 +23,7 @@ use crate::BackendId;
 pub struct Context<'a> {
     hash: Option<u64>,
     exclude: &'a [BackendId],
-    filter: Option<&'a (dyn Fn(BackendId) -> bool + Sync)>,
+    filter: Option<&'a dyn Fn(BackendId) -> bool>,
 }
 
 impl<'a> Context<'a> {
@@ -54,7 +54,7 @@ impl<'a> Context<'a> {
     /// Only backends for which `allow` returns true (for example replicas caught up to a
     /// position). Combined with [`exclude`](Self::exclude).
     #[must_use]
-    pub fn only(mut self, allow: &'a (dyn Fn(BackendId) -> bool + Sync)) -> Self {
+    pub fn only(mut self, allow: &'a dyn Fn(BackendId) -> bool) -> Self {
         self.filter = Some(allow);
         self
     }
