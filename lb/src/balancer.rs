@@ -1,10 +1,13 @@
 //! [`Balancer`]: membership snapshots, the pick path and membership changes.
 
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use tierkit_consistent_hash::{Key, KeyHasher};
 
@@ -30,8 +33,6 @@ pub(crate) struct Snapshot<B, T> {
     pub(crate) eligible: Vec<Arc<Member<B>>>,
     pub(crate) weights: Vec<u32>,
     pub(crate) prepared: T,
-    /// Clock nanos at which time-driven state (ejection end, slow-start step) changes.
-    pub(crate) recheck_at: u64,
     pub(crate) empty: NoBackend,
     pub(crate) panic: bool,
     pub(crate) version: u64,
@@ -76,6 +77,14 @@ pub struct Balancer<B, P: Policy<B>> {
     start_unhealthy: bool,
     in_panic: AtomicBool,
     version: AtomicU64,
+    /// The version of the snapshot in `snapshot`, stored after it (picks compare it with
+    /// their thread's cached copy).
+    published: CachePadded<AtomicU64>,
+    /// Clock nanos at which time-driven state of the published snapshot (ejection end,
+    /// slow-start step) changes; `u64::MAX` = never.
+    recheck_at: AtomicU64,
+    /// Identifies this balancer in the per-thread snapshot caches.
+    uid: u64,
 }
 
 impl<B, P: Policy<B>> Balancer<B, P> {
@@ -113,7 +122,6 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             eligible: Vec::new(),
             weights: Vec::new(),
             prepared: policy.prepare(&View::new(&[], &[], &[], &control)),
-            recheck_at: u64::MAX,
             empty: NoBackend::Empty,
             panic: false,
             version: 0,
@@ -128,37 +136,12 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             start_unhealthy,
             in_panic: AtomicBool::new(false),
             version: AtomicU64::new(0),
+            published: CachePadded::new(AtomicU64::new(0)),
+            recheck_at: AtomicU64::new(u64::MAX),
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
         };
         lb.publish(&lb.membership.lock());
         Ok(lb)
-    }
-
-    /// Chooses a backend for one request.
-    ///
-    /// # Errors
-    /// [`NoBackend`] with the reason when no backend can take the request.
-    #[inline]
-    pub fn pick(&self, ctx: &Context<'_>) -> Result<Lease<B>, NoBackend> {
-        let mut snap = self.snapshot.load();
-        if self.control.dirty.load(Ordering::Relaxed)
-            || (snap.recheck_at != u64::MAX && self.control.now() >= snap.recheck_at)
-        {
-            self.try_refresh();
-            snap = self.snapshot.load();
-        }
-        if snap.eligible.is_empty() {
-            return Err(snap.empty);
-        }
-        let view = View::new(&snap.eligible, &snap.weights, &snap.all, &self.control);
-        match self
-            .policy
-            .pick(&snap.prepared, &view, ctx)
-            .and_then(|i| snap.eligible.get(i))
-        {
-            Some(member) => Ok(Lease::new(Arc::clone(member))),
-            None if ctx.is_unrestricted() => Err(NoBackend::NoneMatched),
-            None => Err(NoBackend::AllExcluded),
-        }
     }
 
     /// Hashes a request key with the balancer's keyed SipHash, for [`Context::hash`].
@@ -441,11 +424,110 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             eligible,
             weights,
             prepared,
-            recheck_at: recheck,
             empty,
             panic,
             version,
         }));
+        self.recheck_at.store(recheck, Ordering::Relaxed);
+        self.published.store(version, Ordering::Release);
+    }
+}
+
+/// A per-thread cache of the latest snapshot of a few balancers: a pick that finds its
+/// balancer's current version here reads the snapshot with no atomic read-modify-write at all
+/// (an `arc-swap` load costs a few of them).
+struct LocalSnapshot {
+    uid: u64,
+    version: u64,
+    snapshot: Arc<dyn Any + Send + Sync>,
+}
+
+const LOCAL_SLOTS: usize = 4;
+
+thread_local! {
+    static LOCAL: RefCell<[Option<LocalSnapshot>; LOCAL_SLOTS]> =
+        const { RefCell::new([const { None }; LOCAL_SLOTS]) };
+    static LOCAL_VICTIM: Cell<usize> = const { Cell::new(0) };
+}
+
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+impl<B, P> Balancer<B, P>
+where
+    B: Send + Sync + 'static,
+    P: Policy<B>,
+{
+    /// Chooses a backend for one request.
+    ///
+    /// Each thread that picks keeps a reference to the latest snapshot of the last few
+    /// balancers it used (4), released when the thread exits or moves on to other balancers.
+    ///
+    /// # Errors
+    /// [`NoBackend`] with the reason when no backend can take the request.
+    #[inline]
+    pub fn pick(&self, ctx: &Context<'_>) -> Result<Lease<B>, NoBackend> {
+        let recheck = self.recheck_at.load(Ordering::Relaxed);
+        if self.control.dirty.load(Ordering::Relaxed)
+            || (recheck != u64::MAX && self.control.now() >= recheck)
+        {
+            self.try_refresh();
+        }
+        let version = self.published.load(Ordering::Acquire);
+        LOCAL.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slots) => {
+                let slot = match slots
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.uid == self.uid))
+                {
+                    Some(i) => i,
+                    None => {
+                        let i = LOCAL_VICTIM.with(|v| {
+                            let i = v.get();
+                            v.set((i + 1) % LOCAL_SLOTS);
+                            i
+                        });
+                        slots[i] = None;
+                        i
+                    }
+                };
+                let entry = slots[slot].get_or_insert_with(|| LocalSnapshot {
+                    uid: self.uid,
+                    version: u64::MAX,
+                    snapshot: self.snapshot.load_full(),
+                });
+                if entry.version != version {
+                    entry.snapshot = self.snapshot.load_full();
+                    entry.version = version;
+                }
+                match entry.snapshot.downcast_ref::<Snapshot<B, P::Prepared>>() {
+                    Some(snap) => self.pick_in(snap, ctx),
+                    None => self.pick_in(&self.snapshot.load(), ctx),
+                }
+            }
+            // Re-entered from a `Context::only` filter: take the shared path.
+            Err(_) => self.pick_in(&self.snapshot.load(), ctx),
+        })
+    }
+
+    #[inline]
+    fn pick_in(
+        &self,
+        snap: &Snapshot<B, P::Prepared>,
+        ctx: &Context<'_>,
+    ) -> Result<Lease<B>, NoBackend> {
+        if snap.eligible.is_empty() {
+            return Err(snap.empty);
+        }
+        let view = View::new(&snap.eligible, &snap.weights, &snap.all, &self.control);
+        match self
+            .policy
+            .pick(&snap.prepared, &view, ctx)
+            .and_then(|i| snap.eligible.get(i))
+        {
+            Some(member) => Ok(Lease::new(Arc::clone(member))),
+            None if ctx.is_unrestricted() => Err(NoBackend::NoneMatched),
+            None => Err(NoBackend::AllExcluded),
+        }
     }
 }
 

@@ -81,7 +81,7 @@ fn drain_completes_only_after_the_last_lease_drops() {
     });
     assert!(drain.wait_timeout(Duration::from_secs(5)));
     t.join().unwrap();
-    assert_eq!(lb.stats().backends[0].draining, true);
+    assert!(lb.stats().backends[0].draining);
     lb.undrain(BackendId(0)).unwrap();
     assert!((0..4).any(|_| *lb.pick(&Context::new()).unwrap() == 0));
 }

@@ -253,11 +253,11 @@ fn locality_splits_traffic_and_fails_over() {
         .build()
         .unwrap();
     let share = |lb: &Balancer<u64, _>, lo: u64, hi: u64| {
-        let n = 10_000;
+        let n = 10_000u32;
         (0..n)
             .filter(|_| (lo..hi).contains(&*lb.pick(&Context::new()).unwrap()))
             .count() as f64
-            / n as f64
+            / f64::from(n)
     };
     let east = share(&lb, 0, 4);
     assert!((0.67..0.73).contains(&east), "east {east}");
