@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::clock::duration_ms;
+use crate::journal::Entry;
 use crate::queue::{Group, Topic};
 use crate::{Delivery, Durability, Error, Message, Queue, Result};
 
@@ -152,7 +153,7 @@ impl Consumer {
         st.mark_acked(off);
         st.dead_lettered += 1;
         tracing::warn!(topic = %self.topic.name, group = %self.group.name, offset = off, deliveries, "message dead-lettered");
-        self.persist(st)
+        self.journal(st, &[Entry::Ack(off)])
     }
 
     /// Waits up to `timeout` (real time) for a ready message; `None` on timeout. For code
@@ -181,8 +182,10 @@ impl Consumer {
     }
 
     /// Acknowledges a delivery: it will not be delivered to this group again, also after a
-    /// restart (the group's state is persisted before `ack` returns, fsynced unless the
-    /// durability is `Never`).
+    /// restart (the ack is appended to the group's journal before `ack` returns, fsynced unless
+    /// the durability is `Never`). An `ack` that returns an I/O error may or may not have been
+    /// recorded (like a send cut by a crash): the message is then delivered again at most once
+    /// more.
     ///
     /// # Errors
     /// [`Error::NotInFlight`] if the delivery's visibility timeout expired (it will be, or
@@ -193,7 +196,7 @@ impl Consumer {
         let mut st = self.group.state.lock();
         take_inflight(&mut st, delivery, now)?;
         st.mark_acked(delivery.offset);
-        self.persist(&st)?;
+        self.journal(&mut st, &[Entry::Ack(delivery.offset)])?;
         drop(st);
         self.retention()
     }
@@ -213,11 +216,13 @@ impl Consumer {
                 _ => return Err(Error::NotInFlight { offset: d.offset }),
             }
         }
+        let mut entries = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             take_inflight(&mut st, d, now)?;
             st.mark_acked(d.offset);
+            entries.push(Entry::Ack(d.offset));
         }
-        self.persist(&st)?;
+        self.journal(&mut st, &entries)?;
         drop(st);
         self.retention()
     }
@@ -234,17 +239,27 @@ impl Consumer {
         st.attempts.insert(delivery.offset, delivery.attempt);
         st.waiting
             .insert((now.saturating_add(duration_ms(delay)), delivery.offset));
-        self.persist(&st)
+        self.journal(
+            &mut st,
+            &[Entry::Attempts(delivery.offset, delivery.attempt)],
+        )
     }
 
-    fn persist(&self, st: &crate::group::GroupState) -> Result<()> {
+    /// Journals acknowledgement-state changes (fsynced unless the durability is `Never`).
+    fn journal(&self, st: &mut crate::group::GroupState, entries: &[Entry]) -> Result<()> {
         let shared = &self.queue.shared;
         let durable = !matches!(shared.cfg.durability, Durability::Never);
-        st.persist(&shared.dir, &self.topic.name, &self.group.name, durable)
-            .inspect_err(|_| {
-                // A failed save (fsync included) may have lost state: refuse to pretend.
-                self.topic.log.mark_poisoned();
-            })
+        st.journal(
+            &shared.dir,
+            &self.topic.name,
+            &self.group.name,
+            entries,
+            durable,
+        )
+        .inspect_err(|_| {
+            // A failed save (fsync included) may have lost state: refuse to pretend.
+            self.topic.log.mark_poisoned();
+        })
     }
 
     /// Deletes segments every group of the topic has acknowledged past.

@@ -30,6 +30,8 @@ pub(crate) struct GroupState {
     pub(crate) attempts: HashMap<u64, u32>,
     pub(crate) redeliveries: u64,
     pub(crate) dead_lettered: u64,
+    /// The open acknowledgement journal (see `journal.rs`).
+    pub(crate) journal: Option<crate::journal::Journal>,
 }
 
 impl GroupState {
@@ -153,7 +155,9 @@ impl GroupState {
         let mut data = vec![0u8; len];
         file.read_exact_at(&mut data, 0)
             .map_err(Error::io("read group state"))?;
-        Self::decode(&name, &data)
+        let mut st = Self::decode(&name, &data)?;
+        st.replay_journal(dir, topic, group)?;
+        Ok(st)
     }
 
     /// Writes the state atomically (temp file + rename); fsyncs when `durable`.

@@ -57,6 +57,7 @@ mod durability;
 mod error;
 mod fuzzing;
 mod group;
+mod journal;
 mod log;
 mod message;
 mod producer;
