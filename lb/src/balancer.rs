@@ -284,6 +284,8 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         }
         if healthy {
             c.consecutive_failures.store(0, Ordering::Relaxed);
+            // Back in service: forget the latency it had while failing (LeastLatency probes it).
+            c.ewma_bits.store(0, Ordering::Relaxed);
             if self.control.slow_start.is_some() {
                 c.ramp_from
                     .store(self.control.now().max(1), Ordering::Relaxed);

@@ -23,7 +23,8 @@ use crate::BackendId;
 pub struct Context<'a> {
     hash: Option<u64>,
     exclude: &'a [BackendId],
-    filter: Option<&'a dyn Fn(BackendId) -> bool>,
+    allow: Option<&'a [BackendId]>,
+    filter: Option<&'a (dyn Fn(BackendId) -> bool + Sync)>,
 }
 
 impl<'a> Context<'a> {
@@ -33,6 +34,7 @@ impl<'a> Context<'a> {
         Self {
             hash: None,
             exclude: &[],
+            allow: None,
             filter: None,
         }
     }
@@ -52,10 +54,18 @@ impl<'a> Context<'a> {
     }
 
     /// Only backends for which `allow` returns true (for example replicas caught up to a
-    /// position). Combined with [`exclude`](Self::exclude).
+    /// position). Combined with [`exclude`](Self::exclude) and [`only_ids`](Self::only_ids).
     #[must_use]
-    pub fn only(mut self, allow: &'a dyn Fn(BackendId) -> bool) -> Self {
+    pub fn only(mut self, allow: &'a (dyn Fn(BackendId) -> bool + Sync)) -> Self {
         self.filter = Some(allow);
+        self
+    }
+
+    /// Only the backends listed (an allowlist; an empty list allows none). Combined with
+    /// [`exclude`](Self::exclude) and [`only`](Self::only).
+    #[must_use]
+    pub const fn only_ids(mut self, ids: &'a [BackendId]) -> Self {
+        self.allow = Some(ids);
         self
     }
 
@@ -69,14 +79,16 @@ impl<'a> Context<'a> {
     #[inline]
     #[must_use]
     pub fn allows(&self, id: BackendId) -> bool {
-        !self.exclude.contains(&id) && self.filter.is_none_or(|f| f(id))
+        !self.exclude.contains(&id)
+            && self.allow.is_none_or(|a| a.contains(&id))
+            && self.filter.is_none_or(|f| f(id))
     }
 
     /// Whether nothing is excluded (the fast path every policy takes first).
     #[inline]
     #[must_use]
     pub fn is_unrestricted(&self) -> bool {
-        self.exclude.is_empty() && self.filter.is_none()
+        self.exclude.is_empty() && self.allow.is_none() && self.filter.is_none()
     }
 }
 
@@ -85,6 +97,7 @@ impl fmt::Debug for Context<'_> {
         f.debug_struct("Context")
             .field("hash", &self.hash)
             .field("exclude", &self.exclude)
+            .field("allow", &self.allow)
             .field("filter", &self.filter.is_some())
             .finish()
     }

@@ -187,8 +187,9 @@ impl Control {
         self.dirty.store(true, Ordering::Release);
     }
 
-    /// The EWMA decayed to `now`: `ewma x tau / (tau + elapsed)`, a cheap stand-in for
-    /// `exp(-elapsed / tau)` with the same slope at 0.
+    /// The EWMA decayed to `now`: `ewma x exp(-elapsed / tau)`. An estimate not refreshed for
+    /// longer than `tau` counts as unknown (0), so a backend that was penalised and then left
+    /// alone gets probed again instead of waiting for the decay to reach its peers' latency.
     #[inline]
     pub(crate) fn decayed_latency(&self, c: &Counters, now: u64) -> f64 {
         let ewma = f64::from_bits(c.ewma_bits.load(Ordering::Relaxed));
@@ -197,7 +198,10 @@ impl Control {
         }
         #[allow(clippy::cast_precision_loss)]
         let elapsed = now.saturating_sub(c.ewma_at.load(Ordering::Relaxed)) as f64;
-        ewma * self.decay_nanos / (self.decay_nanos + elapsed)
+        if elapsed > self.decay_nanos {
+            return 0.0;
+        }
+        ewma * (-elapsed / self.decay_nanos).exp()
     }
 
     /// Folds one latency observation into the member's peak EWMA.
@@ -210,7 +214,7 @@ impl Control {
             #[allow(clippy::cast_precision_loss)]
             let elapsed = now.saturating_sub(c.ewma_at.load(Ordering::Relaxed)) as f64;
             // Weight of the new sample grows with the time since the last one.
-            let w_new = (elapsed / (self.decay_nanos + elapsed)).max(0.05);
+            let w_new = (1.0 - (-elapsed / self.decay_nanos).exp()).max(0.05);
             decayed * (1.0 - w_new) + rtt_nanos * w_new
         };
         c.ewma_bits.store(next.to_bits(), Ordering::Relaxed);

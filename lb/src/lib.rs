@@ -44,6 +44,9 @@
 //! ## Crate features
 //! - `tokio`: active health checks ([`HealthCheck`], [`TcpConnect`],
 //!   [`Balancer::spawn_health_checks`]) and async [`Drain::wait`].
+//! - `sim`: `tierkit_lb::sim`, a seeded virtual-time simulator that runs the real balancer
+//!   against modelled servers (queues, service times, failures, cold starts) to compare
+//!   policies on a workload (`cargo run --release --example lb_sim`).
 
 #![deny(missing_docs)]
 

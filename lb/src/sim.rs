@@ -6,9 +6,9 @@
 //!   ([`Scenario::load`]) of the pool's nominal capacity (the sum of `workers / mean service
 //!   time` over the servers present at time zero).
 //! - **Servers**: each backend is a server with `c` workers (default 1) and an unbounded FIFO
-//!   queue. A request's service demand is drawn when it arrives: exponential with the server's
-//!   mean, or fixed; a [cold](Server::cold) server's mean starts `k` times higher and warms
-//!   linearly; a [failing](Server::fails_fast) server answers every request with an error after a
+//!   queue. A request's service time is exponential with the server's mean, or fixed; a
+//!   [cold](Server::cold) server's mean starts `k` times higher and warms linearly (a request
+//!   is served at the speed of the moment its service starts); a [failing](Server::fails_fast) server answers every request with an error after a
 //!   fixed time. Servers can [join](Server::joins_at) and [leave](Server::leaves_at) mid-run.
 //! - **Balancer**: a real [`Balancer`] over the servers, reading a [`MockClock`] that is set to
 //!   each event's virtual time. Every arrival is one [`pick`](Balancer::pick); the [`Lease`] is
@@ -33,7 +33,7 @@
 //!
 //! # Scenarios
 //! The standard scenarios ([`equal_pool`], [`mixed_speeds`], [`sick_backend`],
-//! [`failing_backend`], [`cold_join`]) are shared by the `lb_sim` example and the tests;
+//! [`failing_backend`], [`cold_join`], [`outage_recovery`]) are shared by the `lb_sim` example and the tests;
 //! [`Scenario::compare`] runs the standard set of policies on one of them.
 
 use std::cmp::Reverse;
@@ -96,6 +96,7 @@ pub struct Server {
     workers: u32,
     cold: Option<Cold>,
     fail_after: Option<Duration>,
+    outage: Option<(Duration, Duration)>,
     joins_at: Duration,
     leaves_at: Option<Duration>,
 }
@@ -119,6 +120,7 @@ impl Server {
             workers: 1,
             cold: None,
             fail_after: None,
+            outage: None,
             joins_at: Duration::ZERO,
             leaves_at: None,
         }
@@ -158,6 +160,14 @@ impl Server {
         self
     }
 
+    /// Fails fast during an outage: a request whose service starts in `from..to` is answered
+    /// with an error after 1 ms (or the [`fails_fast`](Self::fails_fast) time); before and after,
+    /// the server is healthy. For ejection and recovery.
+    pub fn fails_during(mut self, from: Duration, to: Duration) -> Self {
+        self.outage = Some((from, to));
+        self
+    }
+
     /// Joins the pool at virtual time `at` (default: present from the start). A server that
     /// joins later does not count toward the capacity the arrival rate is derived from.
     pub fn joins_at(mut self, at: Duration) -> Self {
@@ -182,11 +192,20 @@ impl Server {
         }
     }
 
-    /// The service demand, in nanoseconds, of a request arriving `since_join` nanoseconds after
-    /// the server joined, given a unit-mean exponential draw `unit`.
-    fn demand(&self, since_join: u64, unit: f64) -> u64 {
-        if let Some(after) = self.fail_after {
-            return to_nanos(after).max(1);
+    /// Whether a request whose service starts at `now` fails.
+    fn fails_at(&self, now: u64) -> bool {
+        self.fail_after.is_some()
+            || self
+                .outage
+                .is_some_and(|(a, b)| (to_nanos(a)..to_nanos(b)).contains(&now))
+    }
+
+    /// The service time, in nanoseconds, of a request whose service starts at `now`,
+    /// `since_join` nanoseconds after the server joined, given a unit-mean exponential draw
+    /// `unit`.
+    fn demand(&self, now: u64, since_join: u64, unit: f64) -> u64 {
+        if self.fails_at(now) {
+            return to_nanos(self.fail_after.unwrap_or(Duration::from_millis(1))).max(1);
         }
         let base = match self.service {
             ServiceTime::Exponential(m) => m.as_secs_f64() * unit,
@@ -257,6 +276,7 @@ pub struct Scenario {
     slow_start: Option<SlowStart>,
     outlier: Option<OutlierDetection>,
     notable: Option<usize>,
+    window: Option<(Duration, Duration)>,
 }
 
 impl Scenario {
@@ -273,6 +293,7 @@ impl Scenario {
             slow_start: None,
             outlier: None,
             notable: None,
+            window: None,
         }
     }
 
@@ -331,6 +352,13 @@ impl Scenario {
         self
     }
 
+    /// A window of virtual time to report on separately ([`Report::window_p99`]): the requests
+    /// arriving in `from..to` (a transition such as a join or a failure).
+    pub fn window(mut self, from: Duration, to: Duration) -> Self {
+        self.window = Some((from, to));
+        self
+    }
+
     /// The scenario's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -344,7 +372,6 @@ impl Scenario {
     }
 
     /// The servers, in id order.
-    #[must_use]
     pub fn server_specs(&self) -> &[Server] {
         &self.servers
     }
@@ -395,7 +422,8 @@ impl Scenario {
         Ok(())
     }
 
-    /// Runs `policy` over this workload.
+    /// Runs `policy` over this workload, on the calling thread (whose policy generator it
+    /// reseeds with [`seed_thread_rng`]).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a scenario without a server at the start, a zero service
@@ -449,6 +477,8 @@ pub struct BackendReport {
     pub max_queue: usize,
     /// Times outlier detection ejected it.
     pub ejections: u32,
+    /// Its share of the requests that arrived in the scenario's [window](Scenario::window).
+    pub window_share: Option<f64>,
 }
 
 /// The outcome of one policy on one scenario.
@@ -493,6 +523,11 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// The index of the scenario's notable backend, if any.
     pub notable: Option<usize>,
+    /// The scenario's [window](Scenario::window), if any.
+    pub window: Option<(Duration, Duration)>,
+    /// The 99th percentile response time of the successful requests that arrived in the
+    /// window.
+    pub window_p99: Option<Duration>,
 }
 
 impl Report {
@@ -525,8 +560,8 @@ impl Report {
 }
 
 /// Formats reports of one scenario as a text table: policy, p50, p99, p99.9, throughput,
-/// errors, unstable, and the notable backend's share and p99 (or the largest share when the
-/// scenario has no notable backend).
+/// errors, unstable, the notable backend's share and p99 (or the largest share and utilisation
+/// when the scenario has no notable backend), and the p99 of the scenario's window if it has one.
 #[must_use]
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::new();
@@ -540,11 +575,22 @@ pub fn table(reports: &[Report]) -> String {
     let p99_head = notable
         .as_ref()
         .map_or_else(|| "max util".to_owned(), |n| format!("{n} p99"));
-    let _ = writeln!(
+    let window_head = reports
+        .first()
+        .and_then(|r| r.window)
+        .map(|(a, b)| format!("{}-{}s", a.as_secs(), b.as_secs()));
+    let _ = write!(
         out,
         "{:<22} {:>10} {:>10} {:>10} {:>9} {:>7} {:>8} {:>12} {:>12}",
         "policy", "p50", "p99", "p99.9", "thr/s", "errors", "unstable", share_head, p99_head
     );
+    if let Some(h) = &window_head {
+        let _ = write!(out, " {:>12}", format!("p99 {h}"));
+        if let Some(n) = &notable {
+            let _ = write!(out, " {:>14}", format!("{n} share {h}"));
+        }
+    }
+    out.push('\n');
     for r in reports {
         let (share, last) = match r.notable_backend() {
             Some(b) => (b.share, b.p99.map_or_else(|| "-".to_owned(), fmt_ms)),
@@ -555,7 +601,7 @@ pub fn table(reports: &[Report]) -> String {
         } else {
             r.policy.clone()
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:<22} {:>10} {:>10} {:>10} {:>9.0} {:>7} {:>8} {:>11.2}% {:>12}",
             label,
@@ -568,6 +614,14 @@ pub fn table(reports: &[Report]) -> String {
             share * 100.0,
             last
         );
+        if window_head.is_some() {
+            let w = r.window_p99.map_or_else(|| "-".to_owned(), fmt_ms);
+            let _ = write!(out, " {w:>12}");
+            if let Some(share) = r.notable_backend().and_then(|b| b.window_share) {
+                let _ = write!(out, " {:>13.2}%", share * 100.0);
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -654,7 +708,8 @@ pub fn failing_backend() -> Scenario {
 /// E: 9 backends of 10 ms at 700 req/s (78% of their capacity); at 10 s a tenth joins cold (10x
 /// slower, warming linearly over 10 s). With `slow_start`, the balancer ramps the newcomer's
 /// weight over 10 s (from 10%), which weighted and load-aware policies (WRR, P2C, least latency)
-/// honour; unweighted ones (round robin, random, least connections) ignore it.
+/// honour; unweighted ones (round robin, random, least connections) ignore it. The window
+/// 10-30 s (the join, the warm-up and its aftermath) is reported separately.
 pub fn cold_join(slow_start: bool) -> Scenario {
     let s = Scenario::new(if slow_start {
         "E: cold join, slow start on"
@@ -671,7 +726,8 @@ pub fn cold_join(slow_start: bool) -> Scenario {
     )
     // 700 req/s: 70% of the capacity of the full pool of 10.
     .load(0.7 * 10.0 / 9.0)
-    .notable(9);
+    .notable(9)
+    .window(Duration::from_secs(10), Duration::from_secs(30));
     if slow_start {
         s.slow_start(SlowStart::new(Duration::from_secs(10)))
     } else {
@@ -679,7 +735,30 @@ pub fn cold_join(slow_start: bool) -> Scenario {
     }
 }
 
-/// Every standard scenario, in order: A, B, C, D, E without and with slow start.
+/// F: 10 backends of 10 ms at 70% load; one fails fast from 5 s to 10 s, with outlier
+/// detection (5 consecutive failures eject for 2 s, then 4 s, ...). The window 15-25 s shows
+/// whether the recovered backend gets its share back.
+pub fn outage_recovery() -> Scenario {
+    Scenario::new("F: outage and recovery")
+        .describe(
+            "10 x 10 ms; one fails fast from 5 s to 10 s; outlier detection (5 failures, 2 s)",
+        )
+        .servers((0..9).map(|_| Server::exponential(ms(10))))
+        .server(
+            Server::exponential(ms(10))
+                .fails_during(Duration::from_secs(5), Duration::from_secs(10))
+                .name("flaky"),
+        )
+        .outlier_detection(
+            OutlierDetection::new()
+                .consecutive_failures(5)
+                .base_ejection(Duration::from_secs(2)),
+        )
+        .notable(9)
+        .window(Duration::from_secs(15), Duration::from_secs(25))
+}
+
+/// Every standard scenario, in order: A, B, C, D, E without and with slow start, F.
 pub fn standard() -> Vec<Scenario> {
     vec![
         equal_pool(),
@@ -688,6 +767,7 @@ pub fn standard() -> Vec<Scenario> {
         failing_backend(),
         cold_join(false),
         cold_join(true),
+        outage_recovery(),
     ]
 }
 
@@ -741,7 +821,10 @@ fn nanos_to_secs(n: u64) -> f64 {
 /// A request in the system.
 struct Job {
     arrival: u64,
-    demand: u64,
+    /// The unit-mean exponential draw that sizes it (scaled by the server when it starts).
+    unit: f64,
+    /// Whether it fails (decided when its service starts).
+    fails: bool,
     server: usize,
     lease: Lease<usize>,
 }
@@ -757,6 +840,7 @@ struct State {
     successes: u64,
     failures: u64,
     late_demand: u64,
+    window_picks: u64,
     max_queue: usize,
     times: Vec<u64>,
 }
@@ -779,6 +863,9 @@ struct Sim<'a, P: Policy<usize>> {
     events: BinaryHeap<Reverse<(u64, u8, u64, u64)>>,
     changes: Vec<(usize, bool)>,
     seq: u64,
+    /// The window in nanoseconds (empty if none) and the response times of its requests.
+    window: (u64, u64),
+    window_times: Vec<u64>,
 }
 
 impl<'a, P: Policy<usize>> Sim<'a, P> {
@@ -829,6 +916,10 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
             events: BinaryHeap::new(),
             changes: Vec::new(),
             seq: 0,
+            window: scenario
+                .window
+                .map_or((0, 0), |(a, b)| (to_nanos(a), to_nanos(b))),
+            window_times: Vec::new(),
         };
         for (i, s) in scenario.servers.iter().enumerate() {
             if !s.joins_at.is_zero() {
@@ -924,6 +1015,7 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
         let backlog_growing = q4 > 1.25 * q3 + total_workers as f64;
         let stats = self.lb.stats();
         let picks_total: u64 = self.states.iter().map(|s| s.picks).sum();
+        let window_total: u64 = self.states.iter().map(|s| s.window_picks).sum();
         let mut backends = Vec::with_capacity(self.states.len());
         for (i, (spec, st)) in sc.servers.iter().zip(&mut self.states).enumerate() {
             let from = mid_time.max(st.joined);
@@ -963,6 +1055,9 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
                     .iter()
                     .find(|b| b.id == id)
                     .map_or(0, |b| b.ejections),
+                #[allow(clippy::cast_precision_loss)]
+                window_share: (window_total > 0)
+                    .then(|| st.window_picks as f64 / window_total as f64),
             });
         }
         all_times.sort_unstable();
@@ -1001,6 +1096,11 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
             backlog_growing,
             backends,
             notable: sc.notable,
+            window: sc.window,
+            window_p99: (!self.window_times.is_empty()).then(|| {
+                self.window_times.sort_unstable();
+                Duration::from_nanos(quantile(&self.window_times, 0.99))
+            }),
         })
     }
 
@@ -1009,14 +1109,19 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
         let server = *lease;
         let spec = &self.scenario.servers[server];
         let st = &mut self.states[server];
-        let demand = spec.demand(now.saturating_sub(st.joined), unit);
         st.picks += 1;
         if late {
-            st.late_demand += demand;
+            // Offered work as the server would take it now (a cold server's demand is set when
+            // service starts; late in the run every server is warm).
+            st.late_demand += spec.demand(now, now.saturating_sub(st.joined), unit);
+        }
+        if (self.window.0..self.window.1).contains(&now) {
+            st.window_picks += 1;
         }
         let job = Job {
             arrival: now,
-            demand,
+            unit,
+            fails: spec.fails_at(now),
             server,
             lease,
         };
@@ -1034,6 +1139,7 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
         let st = &mut self.states[server];
         if st.busy < spec.workers {
             st.busy += 1;
+            let demand = spec.demand(now, now.saturating_sub(st.joined), unit);
             self.push(now + demand, COMPLETION, slot);
         } else {
             st.queue.push_back(slot);
@@ -1052,19 +1158,27 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
         let spec = &self.scenario.servers[job.server];
         let st = &mut self.states[job.server];
         let response = now - job.arrival;
-        let ok = spec.fail_after.is_none();
+        let ok = !job.fails;
         if ok {
             job.lease.success(Duration::from_nanos(response));
             st.successes += 1;
             st.times.push(response);
             all_times.push(response);
+            if (self.window.0..self.window.1).contains(&job.arrival) {
+                self.window_times.push(response);
+            }
         } else {
             job.lease.failure();
             st.failures += 1;
         }
         match st.queue.pop_front() {
             Some(next) => {
-                let demand = self.jobs[next].as_ref().map_or(0, |j| j.demand);
+                let mut unit = 0.0;
+                if let Some(j) = self.jobs[next].as_mut() {
+                    j.fails = spec.fails_at(now);
+                    unit = j.unit;
+                }
+                let demand = spec.demand(now, now.saturating_sub(st.joined), unit);
                 self.push(now + demand, COMPLETION, next);
             }
             None => st.busy -= 1,
@@ -1107,9 +1221,19 @@ mod tests {
     #[test]
     fn cold_server_warms_linearly() {
         let s = Server::fixed(ms(10)).cold(5.0, Duration::from_secs(10));
-        assert_eq!(s.demand(0, 1.0), 50_000_000);
-        assert_eq!(s.demand(5_000_000_000, 1.0), 30_000_000);
-        assert_eq!(s.demand(10_000_000_000, 1.0), 10_000_000);
+        assert_eq!(s.demand(0, 0, 1.0), 50_000_000);
+        assert_eq!(s.demand(0, 5_000_000_000, 1.0), 30_000_000);
+        assert_eq!(s.demand(0, 10_000_000_000, 1.0), 10_000_000);
+    }
+
+    #[test]
+    fn outage_fails_fast_inside_its_window_only() {
+        let s = Server::fixed(ms(10)).fails_during(Duration::from_secs(1), Duration::from_secs(2));
+        assert!(!s.fails_at(999_999_999));
+        assert!(s.fails_at(1_000_000_000));
+        assert_eq!(s.demand(1_500_000_000, 0, 1.0), 1_000_000);
+        assert!(!s.fails_at(2_000_000_000));
+        assert_eq!(s.demand(2_000_000_000, 0, 1.0), 10_000_000);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use crate::NodeId;
 /// The object-safe face of a `Balancer<NodeId, P>` that a [`ReplicaSet`](crate::ReplicaSet)
 /// keeps in step with its replicas.
 pub(crate) trait ReadBalancer: Send + Sync {
-    /// Picks among the replicas `allow` accepts (healthy and fresh enough for the read).
-    fn pick(&self, allow: &dyn Fn(BackendId) -> bool) -> Option<Lease<NodeId>>;
+    /// Picks among the replicas in `allow` (healthy and fresh enough for the read).
+    fn pick(&self, allow: &[BackendId]) -> Option<Lease<NodeId>>;
     /// Makes the balancer's members exactly `replicas`.
     fn sync(&self, replicas: &[NodeId]);
     /// The balancer's statistics.
@@ -23,8 +23,8 @@ pub(crate) fn backend_id(id: NodeId) -> BackendId {
 
 impl<P: Policy<NodeId>> ReadBalancer for Balancer<NodeId, P> {
     #[inline]
-    fn pick(&self, allow: &dyn Fn(BackendId) -> bool) -> Option<Lease<NodeId>> {
-        Balancer::pick(self, &Context::new().only(allow)).ok()
+    fn pick(&self, allow: &[BackendId]) -> Option<Lease<NodeId>> {
+        Balancer::pick(self, &Context::new().only_ids(allow)).ok()
     }
 
     fn sync(&self, replicas: &[NodeId]) {

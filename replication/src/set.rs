@@ -431,11 +431,20 @@ impl<C> ReplicaSet<C> {
     ) -> Result<(usize, Option<tierkit_lb::Lease<NodeId>>), Fallback> {
         let serving = |m: &Member<C>| m.role == Role::Replica && m.state.is_healthy();
         let mut need = need;
-        let mut eligible = topo
-            .members
-            .iter()
-            .filter(|m| serving(m) && m.state.position() >= need)
-            .count();
+        // One pass: count the eligible and remember the first `STACK` of them, so round robin
+        // needs no second pass in the common case.
+        const STACK: usize = 64;
+        let mut found = [0u32; STACK];
+        let mut eligible = 0usize;
+        for (i, m) in topo.members.iter().enumerate() {
+            if serving(m) && m.state.position() >= need {
+                if let (Some(slot), Ok(i)) = (found.get_mut(eligible), u32::try_from(i)) {
+                    *slot = i;
+                }
+                eligible += 1;
+            }
+        }
+        let first_pass = eligible;
         if floor_applies && self.config.min_serving_replicas > 0 {
             let floor = self.config.min_serving_replicas;
             let cascading = eligible < floor;
@@ -480,12 +489,25 @@ impl<C> ReplicaSet<C> {
             });
         }
         if let Some(lb) = &self.read_balancer {
-            let allow = |id: tierkit_lb::BackendId| {
-                topo.members.iter().any(|m| {
-                    balance::backend_id(m.id) == id && serving(m) && m.state.position() >= need
-                })
+            // The eligible replicas as an allowlist: from the first pass when it still holds,
+            // else recomputed (more than 64 eligible, or the cascade floor moved the bound).
+            let mut ids = [tierkit_lb::BackendId(0); STACK];
+            let heap: Vec<tierkit_lb::BackendId>;
+            let allow: &[tierkit_lb::BackendId] = if eligible == first_pass && eligible <= STACK {
+                for (slot, &i) in ids.iter_mut().zip(&found[..eligible]) {
+                    *slot = balance::backend_id(topo.members[i as usize].id);
+                }
+                &ids[..eligible]
+            } else {
+                heap = topo
+                    .members
+                    .iter()
+                    .filter(|m| serving(m) && m.state.position() >= need)
+                    .map(|m| balance::backend_id(m.id))
+                    .collect();
+                &heap
             };
-            if let Some(lease) = lb.pick(&allow)
+            if let Some(lease) = lb.pick(allow)
                 && let Some(i) = topo.index_of(*lease)
             {
                 return Ok((i, Some(lease)));
@@ -493,6 +515,9 @@ impl<C> ReplicaSet<C> {
         }
         // Round robin over the eligible: the k-th of them, k from a shared counter.
         let k = self.next.fetch_add(1, Ordering::Relaxed) % eligible;
+        if eligible == first_pass && eligible <= STACK {
+            return Ok((found[k] as usize, None));
+        }
         topo.members
             .iter()
             .enumerate()

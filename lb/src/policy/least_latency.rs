@@ -9,9 +9,11 @@ use crate::{Context, Policy, View};
 ///
 /// - **Peak**: a latency above the average replaces it at once, so a backend that turns slow
 ///   is avoided after one slow response; lower latencies pull the average down gradually.
-/// - **Decay**: the average decays with time since the last observation (time constant from
-///   [`BalancerBuilder::latency_decay`](crate::BalancerBuilder::latency_decay)), so a backend that
-///   was penalised is retried once it has been left alone for a while.
+/// - **Decay**: the average decays exponentially with the time since the last observation (time
+///   constant `tau` from [`BalancerBuilder::latency_decay`](crate::BalancerBuilder::latency_decay),
+///   10 s by default), and an estimate older than `tau` counts as unknown, so a backend that was
+///   penalised and then left alone is probed again after at most `tau`. A backend returning from
+///   ejection or failed health checks starts with no estimate.
 /// - **Failures count as slow**: a failure is recorded as a latency of
 ///   [`failure_penalty`](crate::BalancerBuilder::failure_penalty), so a backend that fails fast
 ///   does not look fast.

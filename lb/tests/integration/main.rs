@@ -23,4 +23,6 @@ fn shared_types_are_send_and_sync() {
     >();
     assert_send_sync::<tierkit_lb::Lease<String>>();
     assert_send_sync::<tierkit_lb::Drain<String>>();
+    assert_send_sync::<tierkit_lb::Context<'static>>();
 }
+mod sim;
