@@ -1,9 +1,95 @@
 //! # tierkit-cache: LRU, LFU, FIFO and S3-FIFO caches with TTL
 //!
-//! **Status: skeleton.** This crate has no public API yet; it is delivered by its own issue
-//! ("tierkit-cache: LRU, LFU and FIFO caches with TTL") and will follow the pattern of `tierkit-consistent-hash`: one shared trait, sibling
-//! implementations, one error enum, a README with a benchmark table.
+//! ```
+//! use std::time::Duration;
+//! use tierkit_cache::{Cache, LruCache, MockClock};
+//!
+//! let clock = MockClock::new();
+//! let mut sessions: LruCache<u64, String> = LruCache::builder(10_000)
+//!     .default_ttl(Duration::from_secs(60))
+//!     .clock(clock.clone())
+//!     .build()?;
+//! sessions.insert(7, "alice".to_string());
+//! assert_eq!(sessions.get(&7).map(String::as_str), Some("alice"));
+//! clock.advance(Duration::from_secs(61));
+//! assert_eq!(sessions.get(&7), None); // expired
+//! assert_eq!(sessions.stats().hits, 1);
+//! # Ok::<(), tierkit_cache::CacheError>(())
+//! ```
+//!
+//! The single-owner caches ([`LruCache`], [`FifoCache`], [`LfuCache`], [`S3FifoCache`]) share
+//! the [`Cache`] trait and the [`CacheBuilder`]: capacity by entry count or by weight (a
+//! [`Weigher`]), a default and per-entry time-to-live read from an injectable [`Clock`], a
+//! [`RemovalListener`] that hears every removal with its [`RemovalCause`], and [`CacheStats`].
+//! Every operation is O(1) (amortised for expiry) and a hit allocates nothing: entries live in a
+//! slab with intrusive `u32` links, found through a `hashbrown` table of slab indices. Storage
+//! for up to 65,536 entries is reserved when a cache without a weigher is built; beyond that
+//! (and with a weigher) it grows on demand. An `LruCache<u64, u64>` with a TTL uses about 57
+//! bytes per entry besides the key and value.
+//!
+//! | policy | evicts | a hit | iteration order |
+//! |---|---|---|---|
+//! | [`LruCache`] | least recently used | moves to the front | most to least recent |
+//! | [`FifoCache`] | oldest insert | nothing | newest to oldest |
+//! | [`LfuCache`] | least frequently used, then least recent | counts | most to least frequent |
+//! | [`S3FifoCache`] | S3-FIFO (small, main and ghost queues) | counts (2 bits) | main, then small queue |
+//!
+//! ## Removals in detail
+//!
+//! - Writes (`insert*`, `remove`, [`purge_expired`](Cache::purge_expired)) first drop every
+//!   expired entry (`Expired`), then do their work. Expiry is exact to the nanosecond: the
+//!   deadlines sit in a hierarchical timer wheel drained in amortised O(1) per entry. Lookups
+//!   (`get`, `get_mut`) drop the expired entry they find; `peek`, `contains` and `iter` skip it.
+//! - Replacing a value reports the old one as `Replaced` (`stats().updates`); if the new value
+//!   needs room, other entries are evicted, never the replaced one. A zero time-to-live reports
+//!   the old value (if any) as `Replaced` and the new one as `Expired`; an entry heavier than
+//!   the capacity reports the old value as `Replaced` and the new one as `Rejected`.
+//! - [`clear`](Cache::clear) reports every entry as `Removed`.
+//! - A time-to-live too large to represent (past about 584 years) means "never expires".
+//!
+//! **Status:** every policy, TTL, weights, listeners, stats, the sharded `ConcurrentCache`,
+//! single-flight loaders (sync and async) and the store wrappers are built and tested; the
+//! speed goals against `lru` and `quick_cache` are not met yet (see the README's benchmarks).
 //!
 //! See the workspace's `ARCHITECTURE.md` for where this crate sits in the dependency graph.
 
 #![deny(missing_docs)]
+
+mod builder;
+mod cache;
+mod clock;
+mod concurrent;
+mod engine;
+mod error;
+mod expiry;
+mod fifo;
+mod invalidate;
+mod lfu;
+mod loader;
+#[cfg(feature = "tokio")]
+mod loader_async;
+mod lru;
+mod removal;
+mod s3fifo;
+mod slab;
+mod stats;
+mod store;
+mod write_back;
+mod write_through;
+
+pub use builder::{CacheBuilder, CachePolicy};
+pub use cache::Cache;
+pub use clock::{Clock, MockClock, SystemClock};
+pub use concurrent::ConcurrentCache;
+pub use engine::Iter;
+pub use error::{CacheError, Result};
+pub use fifo::FifoCache;
+pub use lfu::LfuCache;
+pub use loader::LoadError;
+pub use lru::LruCache;
+pub use removal::{RemovalCause, RemovalListener, Weigher};
+pub use s3fifo::S3FifoCache;
+pub use stats::CacheStats;
+pub use store::{MemoryStore, Store};
+pub use write_back::{WriteBack, WriteBackBuilder, WriteBackStats};
+pub use write_through::{WriteMode, WriteThrough};

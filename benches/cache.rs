@@ -1,0 +1,426 @@
+//! tierkit-cache against `lru`, `quick_cache` and `moka`, side by side on the same seeded keys.
+//!
+//! `cargo bench --bench cache` (add `-- lru/` to run one group). Before criterion starts, a table
+//! of heap bytes per entry (10,000 `u64 -> u64` entries, counting global allocator) is printed.
+//!
+//! - `lru/get_hit`: `get` of a present key in a full 10,000-entry cache; tierkit's `LruCache`
+//!   carries a default TTL (1 h) so every lookup also checks expiry. Each side with its default
+//!   hasher (tierkit: std `RandomState`, SipHash-1-3; `lru`: hashbrown's foldhash), then both
+//!   with the same fast hasher (`fx`).
+//! - `lru/insert_evict`: `insert` of a key never seen before into the full cache (one eviction
+//!   per insert).
+//! - `s3fifo/*`, `fifo/*`, `lfu/*`: the same two for tierkit's other policies; quick_cache's
+//!   `unsync::Cache` (an S3-FIFO-like CLOCK-Pro) sits in the `s3fifo` group.
+//! - `concurrent/mixed_90_10/{1,2}`: 1 and 2 threads (the machine has 2 cores), each replaying its
+//!   own Zipf(0.9) stream over 100,000 keys into a 10,000-entry cache: 9 `get` for 1 `insert`.
+//!   Time per operation of the whole group of threads (`iter_custom`, threads started before the
+//!   clock and released by a barrier). tierkit: `ConcurrentCache` of `LruCache` and of
+//!   `S3FifoCache` with default shards and hasher (SipHash), and `LruCache` with `fx`; peers:
+//!   quick_cache `sync::Cache` (foldhash), moka `sync::Cache` (SipHash), all without TTL.
+//! - `clock/instant_now`: one `Instant::now()` through `Arc<dyn Clock>`, the cost a TTL check
+//!   adds to a lookup on this machine.
+
+// Key indices and counts are small; the casts cannot truncate.
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+
+use std::hint::black_box;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group};
+
+#[path = "cache_support/alloc.rs"]
+mod alloc;
+mod common;
+#[path = "cache_support/peers.rs"]
+mod peers;
+#[path = "../examples/support/workload.rs"]
+mod workload;
+
+use peers::{FxBuild, Ops, SharedOps, Tk};
+use tierkit::cache::{
+    CacheBuilder, CachePolicy, Clock, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
+    SystemClock,
+};
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
+/// Entries held by every cache under test.
+const CAP: usize = 10_000;
+/// Length of the pre-generated key streams (a power of two: the index wraps with a mask).
+const STREAM: usize = 1 << 16;
+/// Distinct keys for the insert benches: more than any policy's memory of past keys.
+const FRESH: usize = 1 << 20;
+
+/// The default TTL tierkit's caches carry in these benches: long enough that nothing expires,
+/// but every lookup still checks it.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// A tierkit cache of `CAP` entries with a default TTL, with the default hasher.
+fn tk<P: CachePolicy<u64, u64>>() -> Tk<P> {
+    Tk(CacheBuilder::new(CAP as u64)
+        .default_ttl(TTL)
+        .build()
+        .expect("valid config"))
+}
+
+/// The same with the fast `fx` hasher.
+fn tk_fx<P: CachePolicy<u64, u64, FxBuild>>() -> Tk<P> {
+    Tk(CacheBuilder::new(CAP as u64)
+        .default_ttl(TTL)
+        .hasher(FxBuild)
+        .build()
+        .expect("valid config"))
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("invariant: bench sizes are non-zero")
+}
+
+/// `CAP` distinct keys that fill the cache.
+fn present_keys() -> Vec<u64> {
+    common::splitmix(CAP)
+}
+
+/// Lookups of present keys in a random order.
+fn lookup_stream(present: &[u64]) -> Vec<u64> {
+    let mut rng = workload::SplitMix64::new(0x10_0c);
+    (0..STREAM)
+        .map(|_| present[rng.below(CAP as u64) as usize])
+        .collect()
+}
+
+/// Keys never present before: every insert misses and evicts.
+fn fresh_keys() -> Vec<u64> {
+    (0..FRESH as u64)
+        .map(|i| workload::mix(i | 1 << 48))
+        .collect()
+}
+
+fn filled<C: Ops>(mut cache: C, present: &[u64]) -> C {
+    for &k in present {
+        cache.insert(k, k);
+    }
+    cache
+}
+
+fn bench_get<C: Ops>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, cache: C, present: &[u64]) {
+    let mut cache = filled(cache, present);
+    let stream = lookup_stream(present);
+    let mut i = 0;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = (i + 1) & (STREAM - 1);
+            black_box(cache.get(black_box(stream[i])))
+        });
+    });
+}
+
+fn bench_insert<C: Ops>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    cache: C,
+    present: &[u64],
+    fresh: &[u64],
+) {
+    let mut cache = filled(cache, present);
+    let mut i = 0;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = (i + 1) & (FRESH - 1);
+            cache.insert(black_box(fresh[i]), i as u64);
+        });
+    });
+    assert!(
+        cache.len() <= CAP + CAP / 10,
+        "insert bench kept the cache bounded"
+    );
+}
+
+/// The cost of one clock read, which a TTL check needs: the floor under a TTL-carrying `get`.
+fn clock_group(c: &mut Criterion) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut g = c.benchmark_group("clock");
+    g.bench_function("instant_now", |b| b.iter(|| black_box(&clock).now()));
+    g.finish();
+}
+
+fn lru_group(c: &mut Criterion) {
+    let present = present_keys();
+    let fresh = fresh_keys();
+    let mut g = c.benchmark_group("lru/get_hit");
+    g.throughput(Throughput::Elements(1));
+    bench_get(&mut g, "tierkit", tk::<LruCache<_, _>>(), &present);
+    let no_ttl: LruCache<u64, u64> = CacheBuilder::new(CAP as u64).build().expect("valid config");
+    bench_get(&mut g, "tierkit_no_ttl", Tk(no_ttl), &present);
+    bench_get(&mut g, "lru", lru::LruCache::new(nz(CAP)), &present);
+    bench_get(&mut g, "tierkit_fx", tk_fx::<LruCache<_, _, _>>(), &present);
+    let fx_no_ttl: LruCache<u64, u64, FxBuild> = CacheBuilder::new(CAP as u64)
+        .hasher(FxBuild)
+        .build()
+        .expect("valid config");
+    bench_get(&mut g, "tierkit_fx_no_ttl", Tk(fx_no_ttl), &present);
+    bench_get(
+        &mut g,
+        "lru_fx",
+        lru::LruCache::with_hasher(nz(CAP), FxBuild),
+        &present,
+    );
+    g.finish();
+
+    let mut g = c.benchmark_group("lru/insert_evict");
+    g.throughput(Throughput::Elements(1));
+    bench_insert(&mut g, "tierkit", tk::<LruCache<_, _>>(), &present, &fresh);
+    bench_insert(&mut g, "lru", lru::LruCache::new(nz(CAP)), &present, &fresh);
+    bench_insert(
+        &mut g,
+        "tierkit_fx",
+        tk_fx::<LruCache<_, _, _>>(),
+        &present,
+        &fresh,
+    );
+    bench_insert(
+        &mut g,
+        "lru_fx",
+        lru::LruCache::with_hasher(nz(CAP), FxBuild),
+        &present,
+        &fresh,
+    );
+    g.finish();
+}
+
+fn s3fifo_group(c: &mut Criterion) {
+    let present = present_keys();
+    let fresh = fresh_keys();
+    let mut g = c.benchmark_group("s3fifo/get_hit");
+    g.throughput(Throughput::Elements(1));
+    bench_get(&mut g, "tierkit", tk::<S3FifoCache<_, _>>(), &present);
+    bench_get(
+        &mut g,
+        "quick_cache",
+        quick_cache::unsync::Cache::new(CAP),
+        &present,
+    );
+    g.finish();
+
+    let mut g = c.benchmark_group("s3fifo/insert_evict");
+    g.throughput(Throughput::Elements(1));
+    bench_insert(
+        &mut g,
+        "tierkit",
+        tk::<S3FifoCache<_, _>>(),
+        &present,
+        &fresh,
+    );
+    bench_insert(
+        &mut g,
+        "quick_cache",
+        quick_cache::unsync::Cache::new(CAP),
+        &present,
+        &fresh,
+    );
+    g.finish();
+}
+
+/// The tierkit-only policies: `fifo/*`, `lfu/*`.
+fn other_policies(c: &mut Criterion) {
+    let present = present_keys();
+    let fresh = fresh_keys();
+    let mut g = c.benchmark_group("fifo/get_hit");
+    g.throughput(Throughput::Elements(1));
+    bench_get(&mut g, "tierkit", tk::<FifoCache<_, _>>(), &present);
+    g.finish();
+    let mut g = c.benchmark_group("fifo/insert_evict");
+    g.throughput(Throughput::Elements(1));
+    bench_insert(&mut g, "tierkit", tk::<FifoCache<_, _>>(), &present, &fresh);
+    g.finish();
+    let mut g = c.benchmark_group("lfu/get_hit");
+    g.throughput(Throughput::Elements(1));
+    bench_get(&mut g, "tierkit", tk::<LfuCache<_, _>>(), &present);
+    g.finish();
+    let mut g = c.benchmark_group("lfu/insert_evict");
+    g.throughput(Throughput::Elements(1));
+    bench_insert(&mut g, "tierkit", tk::<LfuCache<_, _>>(), &present, &fresh);
+    g.finish();
+}
+
+/// Per-thread streams for the mixed bench: Zipf(0.9) keys over 100,000 ids, a distinct seed per
+/// thread; every tenth operation is an insert.
+fn mixed_streams(threads: usize) -> Vec<Vec<u64>> {
+    (0..threads)
+        .map(|t| workload::zipf_keys(100_000, 0.9, STREAM, 0xc0c0 + t as u64))
+        .collect()
+}
+
+fn run_mixed<C: SharedOps>(cache: &C, keys: &[u64], ops: u64) {
+    let mut i = 0;
+    for n in 0..ops {
+        i = (i + 1) & (STREAM - 1);
+        let k = black_box(keys[i]);
+        if n % 10 == 9 {
+            cache.insert(k, n);
+        } else {
+            black_box(cache.get(k));
+        }
+    }
+}
+
+fn bench_mixed<C: SharedOps>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    threads: usize,
+    cache: &C,
+    streams: &[Vec<u64>],
+) {
+    // Warm the cache to its steady state before any timing.
+    for s in streams {
+        run_mixed(cache, s, STREAM as u64);
+    }
+    g.bench_function(BenchmarkId::new(name, threads), |b| {
+        b.iter_custom(|iters| {
+            let per = iters.div_ceil(threads as u64);
+            let start = Barrier::new(threads + 1);
+            std::thread::scope(|scope| {
+                for keys in &streams[..threads] {
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        run_mixed(cache, keys, per);
+                    });
+                }
+                start.wait();
+                let t = Instant::now();
+                // Leaving the scope joins every thread.
+                t
+            })
+            .elapsed()
+            .mul_f64(iters as f64 / (per * threads as u64) as f64)
+        });
+    });
+}
+
+/// A tierkit `ConcurrentCache` of `CAP` entries with its default shard count and hasher.
+fn concurrent<P: CachePolicy<u64, u64>>() -> ConcurrentCache<u64, u64, P> {
+    ConcurrentCache::new(CAP as u64).expect("valid config")
+}
+
+fn concurrent_group(c: &mut Criterion) {
+    let streams = mixed_streams(2);
+    let mut g = c.benchmark_group("concurrent/mixed_90_10");
+    g.throughput(Throughput::Elements(1));
+    for threads in [1, 2] {
+        let lru = concurrent::<LruCache<u64, u64>>();
+        bench_mixed(&mut g, "tierkit_lru", threads, &lru, &streams);
+        let s3 = concurrent::<S3FifoCache<u64, u64>>();
+        bench_mixed(&mut g, "tierkit_s3fifo", threads, &s3, &streams);
+        let fx: ConcurrentCache<u64, u64, LruCache<u64, u64, FxBuild>, FxBuild> =
+            ConcurrentCache::with_builder(&CacheBuilder::new(CAP as u64).hasher(FxBuild))
+                .expect("valid config");
+        bench_mixed(&mut g, "tierkit_lru_fx", threads, &fx, &streams);
+        let qc = quick_cache::sync::Cache::<u64, u64>::new(CAP);
+        bench_mixed(&mut g, "quick_cache", threads, &qc, &streams);
+        let moka = moka::sync::Cache::<u64, u64>::new(CAP as u64);
+        bench_mixed(&mut g, "moka", threads, &moka, &streams);
+    }
+    g.finish();
+}
+
+/// Heap bytes per entry for `CAP` `u64 -> u64` entries, printed before criterion runs.
+fn memory_table() {
+    const PAYLOAD: f64 = 16.0;
+    let present = present_keys();
+    let mut rows: Vec<(&str, usize, isize)> = Vec::new();
+    let (c, bytes) = alloc::measure(|| filled(tk::<LruCache<u64, u64>>(), &present));
+    rows.push(("tierkit LruCache + TTL", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| {
+        let c: LruCache<u64, u64> = CacheBuilder::new(CAP as u64).build().expect("valid config");
+        filled(Tk(c), &present)
+    });
+    rows.push(("tierkit LruCache (no TTL)", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| filled(tk::<FifoCache<u64, u64>>(), &present));
+    rows.push(("tierkit FifoCache + TTL", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| filled(tk::<LfuCache<u64, u64>>(), &present));
+    rows.push(("tierkit LfuCache + TTL", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| filled(tk::<S3FifoCache<u64, u64>>(), &present));
+    rows.push(("tierkit S3FifoCache + TTL", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| {
+        let c = concurrent::<LruCache<u64, u64>>();
+        for &k in &present {
+            c.insert(k, k);
+        }
+        c
+    });
+    rows.push(("tierkit ConcurrentCache<LruCache>", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| filled(lru::LruCache::<u64, u64>::new(nz(CAP)), &present));
+    rows.push(("lru::LruCache", c.len(), bytes));
+    drop(c);
+    let (c, bytes) =
+        alloc::measure(|| filled(quick_cache::unsync::Cache::<u64, u64>::new(CAP), &present));
+    rows.push(("quick_cache::unsync::Cache", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| {
+        let c = quick_cache::sync::Cache::<u64, u64>::new(CAP);
+        for &k in &present {
+            c.insert(k, k);
+        }
+        c
+    });
+    rows.push(("quick_cache::sync::Cache", c.len(), bytes));
+    drop(c);
+    for (name, ttl) in [
+        ("moka::sync::Cache", None),
+        ("moka::sync::Cache + TTL", Some(3600)),
+    ] {
+        let (c, bytes) = alloc::measure(|| {
+            let mut b = moka::sync::Cache::<u64, u64>::builder().max_capacity(CAP as u64);
+            if let Some(secs) = ttl {
+                b = b.time_to_live(Duration::from_secs(secs));
+            }
+            let c = b.build();
+            for &k in &present {
+                c.insert(k, k);
+            }
+            c.run_pending_tasks();
+            c
+        });
+        rows.push((name, c.entry_count() as usize, bytes));
+        drop(c);
+    }
+    println!(
+        "Heap bytes per entry, {CAP} u64 -> u64 entries (payload 16 B), counting allocator:\n"
+    );
+    println!("| cache | entries | heap bytes | bytes/entry | beyond key+value |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, len, bytes) in rows {
+        let per = bytes as f64 / len.max(1) as f64;
+        println!(
+            "| {name} | {len} | {bytes} | {per:.1} | {:.1} |",
+            per - PAYLOAD
+        );
+    }
+    println!();
+}
+
+criterion_group!(
+    benches,
+    clock_group,
+    lru_group,
+    s3fifo_group,
+    other_policies,
+    concurrent_group
+);
+
+fn main() {
+    memory_table();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,365 @@
+//! [`ConcurrentCache`]: any single-owner policy, sharded behind locks, `Send + Sync`.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::loader::Flights;
+use crate::{Cache, CacheBuilder, CachePolicy, CacheStats, Result};
+
+/// Shards per CPU when the builder does not say.
+const SHARDS_PER_CPU: usize = 4;
+
+/// One lock-protected policy, padded to its own cache line(s) so neighbouring shards never share
+/// one.
+pub(crate) type Shard<P> = CachePadded<Mutex<P>>;
+
+/// A thread-safe cache: `N` independent shards of a single-owner policy `P` (such as
+/// [`LruCache`](crate::LruCache) or [`S3FifoCache`](crate::S3FifoCache)), each behind its own
+/// lock.
+///
+/// A key always lives in the same shard, chosen from its hash, so operations on keys of different
+/// shards never wait for each other; the policy (recency, frequency, eviction) is applied per
+/// shard, which approximates the global policy well when keys spread evenly.
+///
+/// # Building
+///
+/// [`ConcurrentCache::new`] takes a capacity and the defaults; [`ConcurrentCache::with_builder`]
+/// takes a [`CacheBuilder`] with every setting (time-to-live, weigher, removal listener, clock,
+/// hasher, shard count). The policy is the type parameter `P`, named or inferred.
+///
+/// # Shards and capacity
+///
+/// - The shard count is the builder's [`shards`](CacheBuilder::shards) (any number from 1), or by
+///   default 4 x [`available_parallelism`](std::thread::available_parallelism) rounded up to a
+///   power of two and lowered (to a power of two) so that no shard gets less than one unit of
+///   capacity.
+/// - Each shard is built with capacity `ceil(capacity / shards)` (at least 1), so the total
+///   [`capacity`](Self::capacity) is `shards x ceil(capacity / shards)`: at least the capacity
+///   asked for and less than `capacity + shards`. A shard evicts when *it* is full, which can
+///   happen before the whole cache is.
+/// - With a [`weigher`](CacheBuilder::weigher) the same split applies to the weight budget: an
+///   entry heavier than one shard's share is rejected even if it fits the total, so a cache of
+///   few large entries wants few shards.
+/// - A shard is picked from bits 25..57 of the key's hash under the builder's hasher: the inner
+///   hash tables use the low bits (bucket) and the top 7 bits (tag), so the shard choice does not
+///   thin out either of them.
+///
+/// # Values are returned as clones
+///
+/// [`get`](Self::get) and [`peek`](Self::peek) return `V` by value, cloned under the shard lock
+/// (a reference could not outlive the lock). Store large values as `Arc<V>` so a hit costs one
+/// reference-count increment.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use tierkit_cache::{CacheBuilder, ConcurrentCache, LruCache};
+///
+/// let cache: Arc<ConcurrentCache<u64, String, LruCache<u64, String>>> =
+///     Arc::new(ConcurrentCache::with_builder(&CacheBuilder::new(10_000).shards(16))?);
+/// let handles: Vec<_> = (0..4)
+///     .map(|t| {
+///         let cache = Arc::clone(&cache);
+///         std::thread::spawn(move || cache.insert(t, format!("user {t}")))
+///     })
+///     .collect();
+/// for h in handles {
+///     h.join().expect("no panic");
+/// }
+/// assert_eq!(cache.get(&2).as_deref(), Some("user 2"));
+/// assert_eq!(cache.len(), 4);
+/// # Ok::<(), tierkit_cache::CacheError>(())
+/// ```
+pub struct ConcurrentCache<K, V, P, S = RandomState> {
+    pub(crate) shards: Arc<[Shard<P>]>,
+    pub(crate) hasher: S,
+    pub(crate) flights: Arc<Flights<K, S>>,
+    /// The sum of the shards' capacities (fixed at construction).
+    capacity: u64,
+    _values: PhantomData<fn() -> V>,
+}
+
+impl<K, V, P> ConcurrentCache<K, V, P, RandomState>
+where
+    K: Hash + Eq,
+    P: CachePolicy<K, V, RandomState>,
+{
+    /// A cache of `capacity` entries with every other setting at its default.
+    ///
+    /// # Errors
+    /// [`CacheError::ZeroCapacity`](crate::CacheError::ZeroCapacity) for zero, and the policy's
+    /// own errors (such as [`CacheError::CapacityTooLarge`](crate::CacheError::CapacityTooLarge)).
+    pub fn new(capacity: u64) -> Result<Self> {
+        Self::with_builder(&CacheBuilder::new(capacity))
+    }
+}
+
+impl<K, V, P, S> ConcurrentCache<K, V, P, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Clone,
+    P: CachePolicy<K, V, S>,
+{
+    /// A cache configured by `builder`; see [Shards and capacity](Self#shards-and-capacity).
+    ///
+    /// # Errors
+    /// Every error of [`CacheBuilder::validate`] (including
+    /// [`CacheError::ZeroShards`](crate::CacheError::ZeroShards)), and the policy's own errors
+    /// for the per-shard capacity.
+    pub fn with_builder(builder: &CacheBuilder<K, V, S>) -> Result<Self> {
+        builder.validate()?;
+        let count = builder
+            .shards
+            .unwrap_or_else(|| default_shards(builder.capacity));
+        let count_u64 = u64::try_from(count).unwrap_or(u64::MAX);
+        let mut shard_builder = builder.clone();
+        shard_builder.capacity = builder.capacity.div_ceil(count_u64).max(1);
+        shard_builder.shards = None;
+        let shards = (0..count)
+            .map(|_| P::from_builder(&shard_builder).map(|p| CachePadded::new(Mutex::new(p))))
+            .collect::<Result<Vec<_>>>()?;
+        let capacity = shards.iter().map(|s| s.lock().capacity()).sum();
+        Ok(Self {
+            capacity,
+            shards: shards.into(),
+            hasher: builder.hasher.clone(),
+            flights: Arc::new(Flights::new(builder.hasher.clone())),
+            _values: PhantomData,
+        })
+    }
+}
+
+/// The default shard count for `capacity` (see the type docs).
+fn default_shards(capacity: u64) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let wanted = cpus
+        .saturating_mul(SHARDS_PER_CPU)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 16);
+    // The largest power of two not above the capacity, so every shard holds at least one unit.
+    let cap_pow2 = usize::try_from(capacity).map_or(usize::MAX, |c| {
+        if c == 0 {
+            1
+        } else {
+            1 << (usize::BITS - 1 - c.leading_zeros())
+        }
+    });
+    wanted.min(cap_pow2).max(1)
+}
+
+/// The shard of `hash` among `n`: bits 25..57 scaled to `0..n` (multiply-shift, no division).
+#[inline]
+pub(crate) fn shard_index(hash: u64, n: usize) -> usize {
+    let bits = (hash >> 25) & 0xFFFF_FFFF;
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    // `bits < 2^32`: the product fits in u128 and the result is `< n`.
+    usize::try_from((u128::from(bits) * u128::from(n)) >> 32).unwrap_or(0)
+}
+
+impl<K, V, P, S> ConcurrentCache<K, V, P, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Clone,
+    P: Cache<K, V>,
+{
+    /// The index of `key`'s shard.
+    #[inline]
+    pub(crate) fn index_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        shard_index(self.hasher.hash_one(key), self.shards.len())
+    }
+
+    /// Locks `key`'s shard.
+    #[inline]
+    pub(crate) fn lock<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, P> {
+        self.shards[self.index_of(key)].lock()
+    }
+
+    /// Looks `key` up, counting a hit or miss and updating the policy; returns a clone of the
+    /// value.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.lock(key).get(key).cloned()
+    }
+
+    /// Calls `f` on the value for `key` (counting and updating like [`get`](Self::get)) without
+    /// cloning it; `f` runs under the shard lock, so keep it short.
+    pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock(key).get(key).map(f)
+    }
+
+    /// Looks `key` up without touching the policy or the stats; returns a clone of the value.
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.lock(key).peek(key).cloned()
+    }
+
+    /// Whether a live entry for `key` is present (not counted, no policy update).
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock(key).contains(key)
+    }
+
+    /// Inserts with the default time-to-live; returns the previous live value.
+    ///
+    /// A load of `key` in flight ([`get_or_load`](Self::get_or_load)) will not overwrite this
+    /// value when it finishes.
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        let mut shard = self.lock(&key);
+        self.flights.supersede(&key);
+        shard.insert(key, value)
+    }
+
+    /// Inserts with its own time-to-live (see [`Cache::insert_with_ttl`]); returns the previous
+    /// live value.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> Option<V> {
+        let mut shard = self.lock(&key);
+        self.flights.supersede(&key);
+        shard.insert_with_ttl(key, value, ttl)
+    }
+
+    /// Removes `key`, returning its value if it was live. A load of `key` in flight will not
+    /// store its result.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = self.lock(key);
+        self.flights.supersede(key);
+        shard.remove(key)
+    }
+
+    /// Entries held over all shards (a sum of per-shard counts taken one after another, so only
+    /// approximate while other threads write).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether no shard holds an entry.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.lock().is_empty())
+    }
+
+    /// Total weight held over all shards (equals [`len`](Self::len) without a weigher).
+    pub fn weight(&self) -> u64 {
+        self.shards.iter().map(|s| s.lock().weight()).sum()
+    }
+
+    /// The effective total capacity: shards x per-shard capacity (see
+    /// [Shards and capacity](Self#shards-and-capacity)).
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Removes every entry, one shard at a time (entries inserted meanwhile into an already
+    /// cleared shard stay). Loads in flight will not store their results.
+    pub fn clear(&self) {
+        self.flights.supersede_all();
+        for shard in self.shards.iter() {
+            shard.lock().clear();
+        }
+    }
+
+    /// Drops every expired entry now; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().purge_expired()).sum()
+    }
+
+    /// The counters of all shards, summed ([`CacheStats::merge`]). Lookups made by
+    /// [`get_or_load`](Self::get_or_load) count as hits and misses.
+    pub fn stats(&self) -> CacheStats {
+        let mut total = CacheStats::default();
+        for shard in self.shards.iter() {
+            total.merge(&shard.lock().stats());
+        }
+        total
+    }
+
+    /// Calls `f` on every live entry, shard by shard, each shard under its lock (no policy
+    /// update, not counted).
+    ///
+    /// This is a weakly consistent walk, not an atomic snapshot: a write to a shard not yet (or
+    /// already) visited may or may not be seen. `f` must not call back into this cache.
+    pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        for shard in self.shards.iter() {
+            for (k, v) in shard.lock().iter() {
+                f(k, v);
+            }
+        }
+    }
+
+    /// Clones of every live entry, collected as by [`for_each`](Self::for_each) (weakly
+    /// consistent; each shard is copied under its lock, in the policy's order).
+    pub fn snapshot(&self) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let mut out = Vec::new();
+        self.for_each(|k, v| out.push((k.clone(), v.clone())));
+        out
+    }
+}
+
+impl<K, V, P, S> fmt::Debug for ConcurrentCache<K, V, P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrentCache")
+            .field("shards", &self.shards.len())
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_index_is_in_range_and_uses_middle_bits() {
+        for n in [1, 2, 3, 7, 64, 1000] {
+            for h in [0, u64::MAX, 1 << 40, 0x1234_5678_9abc_def0] {
+                assert!(shard_index(h, n) < n);
+            }
+        }
+        // Only the low 25 bits and the top 7 bits differ: same shard.
+        assert_eq!(
+            shard_index(0x1ff_ffff, 64),
+            shard_index(0xfe00_0000_0000_0000, 64)
+        );
+    }
+
+    #[test]
+    fn default_shards_never_exceed_capacity() {
+        assert_eq!(default_shards(1), 1);
+        assert!(default_shards(3) <= 2);
+        assert!(default_shards(1 << 40).is_power_of_two());
+    }
+}

@@ -1,0 +1,84 @@
+//! [`LruCache`]: evicts the least recently used entry.
+
+use std::hash::RandomState;
+
+use crate::engine::{Engine, Policy, cache_type};
+use crate::slab::{List, NIL, Slab};
+
+/// A cache that evicts the **least recently used** entry first.
+///
+/// `get`, `get_mut` and replacing a value make an entry the most recently used; `peek`,
+/// `contains` and `iter` do not. Iteration runs from the most to the least recently used entry
+/// (the next victim comes last). Every operation is O(1): entries live in a slab threaded by one
+/// doubly linked recency list, found through a hash table of slab indices. See
+/// [`Cache`](crate::Cache) for the semantics every cache shares (weights, time-to-live,
+/// removal listener, stats).
+///
+/// # Examples
+///
+/// ```
+/// use tierkit_cache::{Cache, LruCache};
+///
+/// let mut cache = LruCache::new(2)?;
+/// cache.insert("a", 1);
+/// cache.insert("b", 2);
+/// assert_eq!(cache.get(&"a"), Some(&1)); // "a" is now the most recently used
+/// cache.insert("c", 3); // evicts "b", the least recently used
+/// assert!(!cache.contains(&"b"));
+/// let order: Vec<_> = cache.iter().map(|(k, _)| *k).collect();
+/// assert_eq!(order, ["c", "a"]);
+/// # Ok::<(), tierkit_cache::CacheError>(())
+/// ```
+pub struct LruCache<K, V, S = RandomState> {
+    inner: Engine<K, V, S, Lru>,
+}
+
+cache_type!(LruCache, "LRU cache");
+
+/// One recency list: front = most recently used, back = the next victim.
+pub(crate) struct Lru {
+    list: List,
+}
+
+impl Policy for Lru {
+    fn new(_capacity: u64, _prealloc: usize) -> Self {
+        Self { list: List::EMPTY }
+    }
+
+    fn on_insert<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, _hash: u64) {
+        slab.push_front(&mut self.list, idx);
+    }
+
+    fn on_access<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
+        slab.move_to_front(&mut self.list, idx);
+    }
+
+    fn on_replace<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, _old_weight: u64) {
+        slab.move_to_front(&mut self.list, idx);
+    }
+
+    fn on_remove<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, _evicted: bool, _hash: u64) {
+        slab.unlink(&mut self.list, idx);
+    }
+
+    fn victim<K, V>(&mut self, slab: &mut Slab<K, V>, protect: u32) -> Option<u32> {
+        back_except(slab, &self.list, protect)
+    }
+
+    fn clear(&mut self) {
+        self.list = List::EMPTY;
+    }
+
+    fn iter_start(&self) -> (u32, u32) {
+        (self.list.head, NIL)
+    }
+}
+
+/// The back of `list`, or the one before it when the back is `protect`.
+pub(crate) fn back_except<K, V>(slab: &Slab<K, V>, list: &List, protect: u32) -> Option<u32> {
+    let mut idx = list.tail;
+    if idx != NIL && idx == protect {
+        idx = slab.node(idx).prev;
+    }
+    (idx != NIL).then_some(idx)
+}

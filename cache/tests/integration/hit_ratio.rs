@@ -1,0 +1,183 @@
+//! Replacement quality on small deterministic workloads (the full tables come from
+//! `cargo run --release --example hit_ratio`). Sizes are kept small so this runs in debug builds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+use tierkit_cache::{CacheBuilder, CachePolicy, FifoCache, LfuCache, LruCache, S3FifoCache};
+
+/// Fixed-key SipHash: S3-FIFO's ghost queue remembers hashes, so equal runs need equal hashes.
+type Fixed = BuildHasherDefault<DefaultHasher>;
+
+/// SplitMix64: deterministic inputs without a dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// `len` requests drawn from Zipf(`s`) over `keys` keys by inverse CDF.
+fn zipf(keys: usize, s: f64, len: usize, seed: u64) -> Vec<u64> {
+    let mut cdf: Vec<f64> = (1..=keys).map(|i| 1.0 / (i as f64).powf(s)).collect();
+    let mut acc = 0.0;
+    for c in &mut cdf {
+        acc += *c;
+        *c = acc;
+    }
+    let mut rng = SplitMix64(seed);
+    (0..len)
+        .map(|_| {
+            let u = rng.next_f64() * acc;
+            cdf.partition_point(|&c| c < u).min(keys - 1) as u64
+        })
+        .collect()
+}
+
+/// Zipf(0.9) traffic with a scan of `scan` one-off keys every `period` requests.
+fn scan_mix(keys: usize, len: usize, period: usize, scan: usize, seed: u64) -> Vec<u64> {
+    let base = zipf(keys, 0.9, len, seed);
+    let mut out = Vec::with_capacity(len + len / period * scan);
+    let mut next_scan = 1u64 << 40;
+    for chunk in base.chunks(period) {
+        out.extend_from_slice(chunk);
+        out.extend(next_scan..next_scan + scan as u64);
+        next_scan += scan as u64;
+    }
+    out
+}
+
+/// Hits when every request is `get`, then `insert` on a miss.
+fn replay<P: CachePolicy<u64, u64, Fixed>>(capacity: u64, trace: &[u64]) -> u64 {
+    let mut cache: P = CacheBuilder::new(capacity)
+        .hasher(Fixed::default())
+        .build()
+        .unwrap();
+    let mut hits = 0;
+    for &k in trace {
+        if cache.get(&k).is_some() {
+            hits += 1;
+        } else {
+            cache.insert(k, k);
+        }
+        assert!(cache.len() as u64 <= capacity);
+    }
+    assert_eq!(cache.stats().hits, hits, "stats agree with the replay");
+    hits
+}
+
+/// An obviously correct LRU: last-use ticks in a map, the oldest found through a `BTreeMap`.
+fn model_lru(capacity: usize, trace: &[u64]) -> u64 {
+    let mut last_use: HashMap<u64, u64> = HashMap::new();
+    let mut by_age: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut hits = 0;
+    for (tick, &k) in trace.iter().enumerate() {
+        let tick = tick as u64;
+        if let Some(old) = last_use.insert(k, tick) {
+            hits += 1;
+            by_age.remove(&old);
+        } else if last_use.len() > capacity {
+            let (_, victim) = by_age.pop_first().unwrap();
+            last_use.remove(&victim);
+        }
+        by_age.insert(tick, k);
+    }
+    hits
+}
+
+fn pct(hits: u64, trace: &[u64]) -> f64 {
+    100.0 * hits as f64 / trace.len() as f64
+}
+
+#[test]
+fn lru_matches_an_obviously_correct_lru() {
+    let trace = zipf(5_000, 0.8, 30_000, 1);
+    for capacity in [1, 7, 100, 1_000] {
+        assert_eq!(
+            replay::<LruCache<u64, u64, Fixed>>(capacity, &trace),
+            model_lru(capacity as usize, &trace),
+            "capacity {capacity}"
+        );
+    }
+}
+
+#[test]
+fn lfu_beats_lru_on_zipf() {
+    let trace = zipf(10_000, 0.9, 50_000, 2);
+    for capacity in [100, 500] {
+        let lru = pct(
+            replay::<LruCache<u64, u64, Fixed>>(capacity, &trace),
+            &trace,
+        );
+        let lfu = pct(
+            replay::<LfuCache<u64, u64, Fixed>>(capacity, &trace),
+            &trace,
+        );
+        assert!(
+            lfu > lru,
+            "capacity {capacity}: LFU {lfu:.2}% vs LRU {lru:.2}%"
+        );
+    }
+}
+
+#[test]
+fn s3fifo_resists_scans() {
+    let trace = scan_mix(10_000, 50_000, 5_000, 1_000, 3);
+    for capacity in [200, 1_000] {
+        let lru = pct(
+            replay::<LruCache<u64, u64, Fixed>>(capacity, &trace),
+            &trace,
+        );
+        let s3 = pct(
+            replay::<S3FifoCache<u64, u64, Fixed>>(capacity, &trace),
+            &trace,
+        );
+        assert!(
+            s3 >= lru - 1.0,
+            "capacity {capacity}: S3-FIFO {s3:.2}% vs LRU {lru:.2}%"
+        );
+    }
+}
+
+#[test]
+fn every_policy_is_near_lru_on_zipf() {
+    let trace = zipf(10_000, 0.9, 50_000, 4);
+    let capacity = 500;
+    let lru = pct(
+        replay::<LruCache<u64, u64, Fixed>>(capacity, &trace),
+        &trace,
+    );
+    let fifo = pct(
+        replay::<FifoCache<u64, u64, Fixed>>(capacity, &trace),
+        &trace,
+    );
+    let s3 = pct(
+        replay::<S3FifoCache<u64, u64, Fixed>>(capacity, &trace),
+        &trace,
+    );
+    // FIFO is allowed to trail LRU (it ignores hits) but not by much on a skewed workload.
+    assert!(fifo >= lru - 5.0, "FIFO {fifo:.2}% vs LRU {lru:.2}%");
+    assert!(s3 >= lru - 1.0, "S3-FIFO {s3:.2}% vs LRU {lru:.2}%");
+}
+
+#[test]
+fn replays_are_deterministic() {
+    let trace = zipf(5_000, 0.9, 20_000, 5);
+    assert_eq!(
+        replay::<S3FifoCache<u64, u64, Fixed>>(300, &trace),
+        replay::<S3FifoCache<u64, u64, Fixed>>(300, &trace)
+    );
+    assert_eq!(
+        replay::<LfuCache<u64, u64, Fixed>>(300, &trace),
+        replay::<LfuCache<u64, u64, Fixed>>(300, &trace)
+    );
+}

@@ -1,0 +1,15 @@
+//! Public behaviour of tierkit-cache, in one test binary.
+#![allow(clippy::unwrap_used, missing_docs)]
+// Test inputs are small ranges; casts between them cannot truncate.
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+
+#[global_allocator]
+static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllocator;
+
+mod concurrent;
+mod hit_ratio;
+mod loader;
+mod model;
+mod policies;
+mod store;
+mod ttl;
