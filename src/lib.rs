@@ -5,14 +5,19 @@
 //! them and `cargo add tierkit --no-default-features --features cache` just one. Each crate is
 //! also usable on its own (`cargo add tierkit-cache`).
 //!
-//! | step of the scaling story | module | crate |
+//! | step of the scaling story (the chapter's concept) | module | main types |
 //! |---|---|---|
-//! | place keys on nodes so that adding a node moves few keys | [`consistent_hash`] | `tierkit-consistent-hash` |
-//! | spread requests over web servers, route around failures | `lb` | `tierkit-lb` |
-//! | keep hot data in memory so the database is hit less | `cache` | `tierkit-cache` |
-//! | send writes to the primary and reads to replicas | `replication` | `tierkit-replication` |
-//! | split the data by a sharding key | `shard` | `tierkit-shard` |
-//! | decouple tiers with a durable queue | `mq` | `tierkit-mq` |
+//! | load balancer: spread requests over web servers, route around failures | `lb` | `Balancer`, `Lease`, `RoundRobin`, `PowerOfTwoChoices`, `LeastLatency`, `OutlierDetection`, `HealthCheck` |
+//! | stateless web tier / sticky sessions | `lb` | `Sticky`, `Balancer::drain` |
+//! | multiple data centers (GeoDNS-like traffic split and failover) | `lb` | `Locality`, `Tier` |
+//! | database replication: writes to the primary, reads to replicas | `replication` | `ReplicaSet`, `Consistency`, `SessionToken`, `Promotion` |
+//! | cache tier: keep hot data in memory so the database is hit less | `cache` | `LruCache`, `LfuCache`, `S3FifoCache`, `ConcurrentCache::get_or_load`, `WriteBack` |
+//! | CDN: static assets at the edge with a TTL | `cache` | `CacheBuilder::default_ttl`, `Weigher` |
+//! | message queue: decouple tiers, absorb bursts, survive worker crashes | `mq` | `Queue`, `Producer`, `Consumer`, `Durability` |
+//! | sharding: split the data by a key, reshard, handle celebrities | `shard` | `ShardMap`, `Modulo`, `HashSlots`, `Consistent`, `HotKeyDetector`, `ReshardPlan` |
+//! | consistent hashing: place keys so that adding a node moves few | [`consistent_hash`] | `HashRing`, `Maglev`, `JumpHash`, `Rendezvous`, `BoundedLoad` |
+//!
+//! `cargo run --release --example zero_to_millions` walks through all of them in order.
 //!
 //! ```
 //! # #[cfg(feature = "consistent-hash")]
