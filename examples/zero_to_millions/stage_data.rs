@@ -10,8 +10,7 @@ use tierkit::cache::{CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache
 use tierkit::lb::{Balancer, LeastLatency, RoundRobin};
 use tierkit::mq::{Consumer, Durability, Message, Queue};
 use tierkit::replication::{
-    Config, Consistency, Fallback, Intent, NodeId, Position, Promotion, ReplicaSet, Role,
-    SessionToken,
+    Config, Consistency, Fallback, Intent, NodeId, Position, Promotion, ReplicaSet, SessionToken,
 };
 
 use super::db::{DbNode, Profile};
@@ -394,11 +393,7 @@ impl Cluster {
         let Ok(_guard) = self.failing_over.try_lock() else {
             return;
         };
-        let primary_down = self
-            .set
-            .stats()
-            .iter()
-            .any(|s| s.role == Role::Primary && !s.healthy);
+        let primary_down = self.set.primary_healthy() == Some(false);
         if !primary_down || lock(&self.promotion).is_some() {
             return;
         }

@@ -269,11 +269,7 @@ impl<P: Policy<Endpoint>> Pool<P> {
     /// Whether picks can still choose `id` (it is in the balancer's published eligible set).
     #[must_use]
     pub fn is_serving(&self, id: u64) -> bool {
-        self.lb
-            .stats()
-            .backends
-            .iter()
-            .any(|b| b.id == BackendId(id) && b.eligible)
+        self.lb.is_eligible(BackendId(id))
     }
 
     /// Sends a request through the balancer: up to 3 attempts, each on a server not tried yet.

@@ -322,6 +322,14 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         self.snapshot.load().all.clone()
     }
 
+    /// Whether picks can choose backend `id` now: it is in the published snapshot's eligible
+    /// set (healthy, serving; or any serving backend in panic mode). O(members), no allocation.
+    /// A health change made on the pick path (an ejection) shows here once the snapshot is
+    /// republished, which the next pick does.
+    pub fn is_eligible(&self, id: BackendId) -> bool {
+        self.snapshot.load().eligible.iter().any(|m| m.id == id)
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
         self.snapshot.load().all.len()

@@ -55,6 +55,13 @@ impl<C> ReplicaSet<C> {
     /// Promotes the most advanced healthy replica (highest position; ties go to the lowest node
     /// id), whatever the state of the current primary. The old primary is fenced.
     ///
+    /// The choice uses the positions reported so far. When replicas keep applying the old
+    /// primary's log while you promote (log shipping through a queue, say), do it in this
+    /// order, as Patroni and MHA do: stop the appliers, report each replica's final position,
+    /// promote, then re-point the other replicas at the new primary (they must not apply
+    /// anything past its position). Otherwise a replica may end up ahead of the new primary,
+    /// and read-your-writes tokens from the new epoch may be served stale data.
+    ///
     /// # Errors
     /// [`Error::NoCandidate`] if no replica is healthy.
     pub fn promote(&self) -> Result<Promotion> {

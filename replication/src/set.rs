@@ -327,6 +327,15 @@ impl<C> ReplicaSet<C> {
         t.primary.map(|p| t.members[p].id)
     }
 
+    /// Whether the current primary is marked healthy (`None` when there is no primary): the
+    /// question an application's failover loop asks before [`check_failover`](Self::check_failover)
+    /// or [`promote`](Self::promote).
+    #[must_use]
+    pub fn primary_healthy(&self) -> Option<bool> {
+        let t = self.topology.load();
+        t.primary.map(|p| t.members[p].state.is_healthy())
+    }
+
     /// The set's clock.
     #[must_use]
     pub fn clock(&self) -> &Arc<dyn Clock> {

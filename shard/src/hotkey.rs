@@ -70,6 +70,19 @@ thread_local! {
     static SAMPLER: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Seeds the calling thread's sampling generator (see [`HotKeyDetector::sampled`]), so a
+/// sampled run over the same accesses on the same threads repeats exactly. `0` is replaced by
+/// a fixed non-zero seed. Threads that never call it seed themselves from a per-thread address.
+pub fn seed_sampler(seed: u64) {
+    SAMPLER.with(|s| {
+        s.set(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    });
+}
+
 /// True with probability `1 / one_in`.
 fn sample(one_in: u32) -> bool {
     SAMPLER.with(|s| {

@@ -77,7 +77,7 @@ mod strategy;
 pub use consistent::Consistent;
 pub use directory::Directory;
 pub use error::{Error, Result};
-pub use hotkey::{HotKey, HotKeyDetector};
+pub use hotkey::{HotKey, HotKeyDetector, seed_sampler};
 pub use key::{AsShardKey, Colocation, ShardKey, hash_tag};
 pub use map::{Redirect, Route, ShardMap, ShardMapBuilder, Snapshot, StepState};
 pub use migrator::{MigrateError, MigrationIo, Migrator, Progress};

@@ -268,7 +268,7 @@ pub struct ShardMap<S> {
 /// Configures a [`ShardMap`].
 #[must_use]
 pub struct ShardMapBuilder<S> {
-    shards: Vec<(ShardId, S)>,
+    shards: Vec<(ShardId, Arc<S>)>,
     strategy: Option<Arc<dyn ShardStrategy>>,
     colocation: Colocation,
 }
@@ -286,13 +286,21 @@ impl<S> Default for ShardMapBuilder<S> {
 impl<S> ShardMapBuilder<S> {
     /// Adds one shard.
     pub fn shard(mut self, id: ShardId, handle: S) -> Self {
+        self.shards.push((id, Arc::new(handle)));
+        self
+    }
+
+    /// Adds one shard whose handle is already shared (the map keeps this `Arc`, so the
+    /// application and the map hold the same handle without an `Arc<Arc<S>>`).
+    pub fn shard_arc(mut self, id: ShardId, handle: Arc<S>) -> Self {
         self.shards.push((id, handle));
         self
     }
 
     /// Adds shards.
     pub fn shards<I: IntoIterator<Item = (ShardId, S)>>(mut self, shards: I) -> Self {
-        self.shards.extend(shards);
+        self.shards
+            .extend(shards.into_iter().map(|(id, s)| (id, Arc::new(s))));
         self
     }
 
@@ -315,11 +323,7 @@ impl<S> ShardMapBuilder<S> {
     /// [`Error::UnknownShard`] if the strategy can route to a shard the map does not have.
     pub fn build(self) -> Result<ShardMap<S>> {
         let strategy = self.strategy.ok_or(Error::EmptyShardSet)?;
-        let mut shards: Vec<(ShardId, Arc<S>)> = self
-            .shards
-            .into_iter()
-            .map(|(id, s)| (id, Arc::new(s)))
-            .collect();
+        let mut shards: Vec<(ShardId, Arc<S>)> = self.shards;
         if shards.is_empty() {
             return Err(Error::EmptyShardSet);
         }

@@ -48,6 +48,9 @@ fn consecutive_failures_eject_then_time_brings_it_back() {
     fail_n(&lb, 2, 3);
     let s = lb.stats();
     assert_eq!(s.backends[2].health, Health::Ejected);
+    drop(lb.pick(&Context::new()).unwrap()); // the next pick republishes
+    assert!(!lb.is_eligible(BackendId(2)));
+    assert!(lb.is_eligible(BackendId(1)));
     assert_eq!(s.backends[2].ejections, 1);
     for _ in 0..100 {
         assert_ne!(*lb.pick(&Context::new()).unwrap(), 2);

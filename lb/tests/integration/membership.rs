@@ -158,11 +158,13 @@ fn concurrent_picks_never_return_a_removed_backend() {
             Arc::new((0..64).map(|_| AtomicU64::new(u64::MAX)).collect());
         let generation = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
         let barrier = Arc::new(Barrier::new(9));
         let pickers: Vec<_> = (0..8)
             .map(|_| {
                 let (lb, removed, generation, stop, barrier) =
                     (lb.clone(), removed.clone(), generation.clone(), stop.clone(), barrier.clone());
+                let done = done.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
                     let mut picks = 0u64;
@@ -174,6 +176,9 @@ fn concurrent_picks_never_return_a_removed_backend() {
                                 "picked {} removed at generation {gone_at}, pick started at {gen_before}", *l);
                         }
                         picks += 1;
+                        if picks.is_multiple_of(64) {
+                            done.fetch_add(64, Ordering::Relaxed);
+                        }
                     }
                     picks
                 })
@@ -181,7 +186,10 @@ fn concurrent_picks_never_return_a_removed_backend() {
             .collect();
         barrier.wait();
         let mut next = 16u64;
-        for round in 0..300u64 {
+        // At least 300 membership changes, and enough picks interleaved with them however the
+        // scheduler treats the picker threads (a loaded CI machine may starve them).
+        let mut round = 0u64;
+        while round < 300 || (done.load(Ordering::Relaxed) < 20_000 && round < 1_000_000) {
             // Remove the oldest member, add a fresh id; ids are never reused.
             let victim = round;
             lb.remove(BackendId(victim)).unwrap();
@@ -192,8 +200,12 @@ fn concurrent_picks_never_return_a_removed_backend() {
             removed[(next % 64) as usize].store(u64::MAX, Ordering::Release);
             lb.add(Backend::new(next, next % 64)).unwrap();
             next += 1;
-            if round % 3 == 0 {
+            if round.is_multiple_of(3) {
                 lb.set_weight(BackendId(next - 1), 2).unwrap();
+            }
+            round += 1;
+            if round >= 300 {
+                std::thread::yield_now();
             }
         }
         stop.store(true, Ordering::Release);

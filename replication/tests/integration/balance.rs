@@ -91,3 +91,15 @@ fn balancer_members_follow_topology_changes() {
         assert!(matches!(r.id(), NodeId(3) | NodeId(7)));
     }
 }
+
+#[test]
+fn primary_health_is_visible_without_stats() {
+    let set = set_with(LeastLatency::new());
+    assert_eq!(set.primary_healthy(), Some(true));
+    set.mark_down(NodeId(0)).unwrap();
+    assert_eq!(set.primary_healthy(), Some(false));
+    set.report_position(NodeId(2), Position(5)).unwrap();
+    set.promote().unwrap();
+    assert_eq!(set.primary(), Some(NodeId(2)));
+    assert_eq!(set.primary_healthy(), Some(true));
+}

@@ -137,3 +137,21 @@ fn bad_options_are_errors() {
     assert!(HotKeyDetector::<u64>::with_options(3, 4, 0).is_err());
     assert!(HotKeyDetector::<u64>::with_options(1 << 20, 1, 0).is_err());
 }
+
+#[test]
+fn seeded_sampling_repeats_exactly() {
+    let run = || {
+        tierkit_shard::seed_sampler(7);
+        let d = tierkit_shard::HotKeyDetector::<u64>::new(64)
+            .unwrap()
+            .sampled(8);
+        for i in 0..20_000u64 {
+            d.record(&(i % 97 * (i % 5)));
+        }
+        d.top(10)
+            .into_iter()
+            .map(|h| (h.key, h.count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}

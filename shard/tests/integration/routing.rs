@@ -305,3 +305,16 @@ fn spread_reads_cover_several_shards() {
     assert_eq!(writes.len(), 8);
     assert_eq!(writes[0], (None, snap.route("celebrity")));
 }
+
+#[test]
+fn shared_handles_are_kept_as_given() {
+    let handle = std::sync::Arc::new("postgres://shard-0".to_string());
+    let map = tierkit_shard::ShardMap::builder()
+        .shard_arc(tierkit_shard::ShardId(0), handle.clone())
+        .shard(tierkit_shard::ShardId(1), "postgres://shard-1".to_string())
+        .strategy(tierkit_shard::Modulo::new(2).unwrap())
+        .build()
+        .unwrap();
+    let got = map.shard(tierkit_shard::ShardId(0)).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&got, &handle));
+}
