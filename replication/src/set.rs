@@ -446,7 +446,7 @@ impl<C> ReplicaSet<C> {
         let mut found = [0u32; STACK];
         let mut eligible = 0usize;
         for (i, m) in topo.members.iter().enumerate() {
-            if serving(m) && m.state.position() >= need {
+            if serving(m) && (need == Position(0) || m.state.position() >= need) {
                 if let (Some(slot), Ok(i)) = (found.get_mut(eligible), u32::try_from(i)) {
                     *slot = i;
                 }
