@@ -76,9 +76,8 @@ pub struct Balancer<B, P: Policy<B>> {
     panic_threshold: u8,
     start_unhealthy: bool,
     in_panic: AtomicBool,
-    version: AtomicU64,
     /// The version of the snapshot in `snapshot`, stored after it (picks compare it with
-    /// their thread's cached copy).
+    /// their thread's cached copy). Only `publish`, under the membership lock, advances it.
     published: CachePadded<AtomicU64>,
     /// Clock nanos at which time-driven state of the published snapshot (ejection end,
     /// slow-start step) changes; `u64::MAX` = never.
@@ -135,7 +134,6 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             panic_threshold,
             start_unhealthy,
             in_panic: AtomicBool::new(false),
-            version: AtomicU64::new(0),
             published: CachePadded::new(AtomicU64::new(0)),
             recheck_at: AtomicU64::new(u64::MAX),
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
@@ -427,7 +425,7 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         let prepared = self
             .policy
             .prepare(&View::new(&eligible, &weights, &all, c));
-        let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        let version = self.published.load(Ordering::Relaxed) + 1;
         self.snapshot.store(Arc::new(Snapshot {
             all,
             weights_all,
@@ -502,7 +500,7 @@ where
                 };
                 let entry = slots[slot].get_or_insert_with(|| LocalSnapshot {
                     uid: self.uid,
-                    version: u64::MAX,
+                    version,
                     snapshot: self.snapshot.load_full(),
                 });
                 if entry.version != version {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::storage::StorageDir;
+use crate::storage::{StorageDir, StorageFile};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"TKGR";
@@ -135,26 +135,14 @@ impl GroupState {
     /// Loads the persisted state of `group`, or a fresh one.
     pub(crate) fn load(dir: &dyn StorageDir, topic: &str, group: &str) -> Result<Self> {
         let name = file_name(topic, group);
-        let file = match dir.open(&name, false) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => {
-                return Err(Error::Io {
-                    op: "open group state",
-                    source: e,
-                });
-            }
+        let ops = FileOps {
+            open: "open group state",
+            read: "read group state",
+            too_large: "group state file too large",
         };
-        let len = file.len().map_err(Error::io("read group state"))?;
-        let len = usize::try_from(len).map_err(|_| Error::Corrupt {
-            file: name.clone(),
-            position: 0,
-            offset: 0,
-            reason: "group state file too large",
-        })?;
-        let mut data = vec![0u8; len];
-        file.read_exact_at(&mut data, 0)
-            .map_err(Error::io("read group state"))?;
+        let Some((_, data)) = read_whole(dir, &name, &ops)? else {
+            return Ok(Self::default());
+        };
         let mut st = Self::decode(&name, &data)?;
         st.replay_journal(dir, topic, group)?;
         Ok(st)
@@ -186,6 +174,45 @@ impl GroupState {
         }
         Ok(())
     }
+}
+
+/// What to call the steps of [`read_whole`] in its errors.
+pub(crate) struct FileOps {
+    pub(crate) open: &'static str,
+    pub(crate) read: &'static str,
+    pub(crate) too_large: &'static str,
+}
+
+/// An open file and all of its bytes.
+pub(crate) type WholeFile = (Arc<dyn StorageFile>, Vec<u8>);
+
+/// Opens `name` and reads all of it; `None` if it does not exist.
+pub(crate) fn read_whole(
+    dir: &dyn StorageDir,
+    name: &str,
+    ops: &FileOps,
+) -> Result<Option<WholeFile>> {
+    let file = match dir.open(name, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Io {
+                op: ops.open,
+                source: e,
+            });
+        }
+    };
+    let len = file.len().map_err(Error::io(ops.read))?;
+    let len = usize::try_from(len).map_err(|_| Error::Corrupt {
+        file: name.to_owned(),
+        position: 0,
+        offset: 0,
+        reason: ops.too_large,
+    })?;
+    let mut data = vec![0u8; len];
+    file.read_exact_at(&mut data, 0)
+        .map_err(Error::io(ops.read))?;
+    Ok(Some((file, data)))
 }
 
 pub(crate) fn file_name(topic: &str, group: &str) -> String {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::group::GroupState;
+use crate::group::{FileOps, GroupState, read_whole};
 use crate::storage::{StorageDir, StorageFile};
 use crate::{Error, Result};
 
@@ -76,26 +76,15 @@ impl GroupState {
         group: &str,
     ) -> Result<()> {
         let name = file_name(topic, group);
-        let file = match dir.open(&name, false) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(Error::Io {
-                    op: "open ack journal",
-                    source: e,
-                });
-            }
+        let ops = FileOps {
+            open: "open ack journal",
+            read: "read ack journal",
+            too_large: "ack journal too large",
         };
-        let len = file.len().map_err(Error::io("read ack journal"))?;
-        let len = usize::try_from(len).map_err(|_| Error::Corrupt {
-            file: name.clone(),
-            position: 0,
-            offset: 0,
-            reason: "ack journal too large",
-        })?;
-        let mut data = vec![0u8; len];
-        file.read_exact_at(&mut data, 0)
-            .map_err(Error::io("read ack journal"))?;
+        let Some((file, data)) = read_whole(dir, &name, &ops)? else {
+            return Ok(());
+        };
+        let len = data.len();
         let mut good = 0usize;
         let mut records = 0u64;
         for rec in data.chunks_exact(RECORD) {

@@ -7,7 +7,7 @@ use tierkit_consistent_hash::bounded::{capacity, first_with_room};
 use tierkit_consistent_hash::{HashRing, KeyHasher, Maglev, Placement};
 
 use crate::error::{Error, Result};
-use crate::policy::{below, rng};
+use crate::policy::{below, gcd, rng};
 use crate::{Context, Policy, View};
 
 /// Which placement [`ConsistentHash`] builds over the backends (from `tierkit-consistent-hash`).
@@ -146,10 +146,6 @@ impl<P: Placement<u64>> PlacementIndex for P {
 thread_local! {
     // Reused preference-list buffer: a pick allocates only the first time a thread needs one.
     static SCRATCH: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 impl<B> Policy<B> for ConsistentHash {

@@ -89,6 +89,11 @@ pub(crate) fn below(r: u64, n: usize) -> usize {
     i
 }
 
+/// Greatest common divisor (0 with 0 is 0): weight schedules divide weights by it.
+pub(crate) fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// Two distinct uniform indices in `0..n` (`n >= 2`).
 #[inline]
 pub(crate) fn two_distinct(n: usize) -> (usize, usize) {

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::policy::gcd;
 use crate::{Context, Policy, View};
 
 /// The longest schedule kept per snapshot; larger weight sums are scaled down to fit.
@@ -83,10 +84,6 @@ pub(crate) fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
         out.push(u32::try_from(best).unwrap_or(u32::MAX));
     }
     out
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 impl<B> Policy<B> for WeightedRoundRobin {
