@@ -6,6 +6,9 @@
 //! - `raw_fdatasync`: write 64 B + `fdatasync` in a loop: the physical limit of one durable
 //!   write at a time.
 //! - `send_never/*`: one producer, `Durability::Never`, against yaque (which never fsyncs).
+//!   `tierkit` and yaque both make one `write` per send (a returned send survives a process
+//!   crash); `tierkit_buffered` uses a 64 KiB / 1 ms write buffer (a process crash may lose the
+//!   last 1 ms of sends).
 //! - `send_always/N`: N producer threads (on a 2-core machine) sharing fsyncs by group commit;
 //!   messages per fsync are printed after the group.
 //! - `send_batch_always`: `send_batch` of 128 x 256 B, one fsync per batch.
@@ -78,6 +81,20 @@ fn send_never(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("tierkit", len), &data, |b, data| {
             b.iter(|| p.send(Message::new(data.clone())).expect("send"));
         });
+        drop((p, q));
+        let q = Queue::builder()
+            .durability(Durability::Never)
+            .write_buffer(64 << 10, Duration::from_millis(1))
+            .build(bench_dir("never-buffered"))
+            .expect("queue");
+        let p = q.producer("bench").expect("producer");
+        g.bench_with_input(
+            BenchmarkId::new("tierkit_buffered", len),
+            &data,
+            |b, data| {
+                b.iter(|| p.send(Message::new(data.clone())).expect("send"));
+            },
+        );
         drop((p, q));
         let (mut tx, _rx) = yaque::channel(bench_dir("yaque")).expect("yaque");
         g.bench_with_input(
@@ -163,23 +180,26 @@ fn end_to_end(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(64));
     let data = payload(64);
-    let q = Queue::builder()
-        .durability(Durability::Never)
-        .build(bench_dir("e2e"))
-        .expect("queue");
-    let p = q.producer("bench").expect("producer");
-    let consumer = q.consumer("bench", "workers").expect("consumer");
-    g.bench_function("tierkit_64B", |b| {
-        b.iter(|| {
-            for _ in 0..64 {
-                p.send(Message::new(data.clone())).expect("send");
-            }
-            let ds: Vec<_> = (0..64)
-                .map(|_| consumer.try_recv().expect("recv").expect("ready"))
-                .collect();
-            consumer.ack_batch(&ds).expect("ack");
+    for (name, buffered) in [("tierkit_64B", false), ("tierkit_buffered_64B", true)] {
+        let mut builder = Queue::builder().durability(Durability::Never);
+        if buffered {
+            builder = builder.write_buffer(64 << 10, Duration::from_millis(1));
+        }
+        let q = builder.build(bench_dir(name)).expect("queue");
+        let p = q.producer("bench").expect("producer");
+        let consumer = q.consumer("bench", "workers").expect("consumer");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for _ in 0..64 {
+                    p.send(Message::new(data.clone())).expect("send");
+                }
+                let ds: Vec<_> = (0..64)
+                    .map(|_| consumer.try_recv().expect("recv").expect("ready"))
+                    .collect();
+                consumer.ack_batch(&ds).expect("ack");
+            });
         });
-    });
+    }
     let (mut tx, mut rx) = yaque::channel(bench_dir("yaque-e2e")).expect("yaque");
     g.bench_function("yaque_64B (no fsync)", |b| {
         b.iter(|| {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::queue::Sleeper;
 use crate::{Consumer, Delivery, Error, Message, Producer, Result};
 
 /// How often a waiting `recv` re-checks timers (delays, visibility timeouts) without a send.
@@ -29,6 +30,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_recv`].
     pub async fn recv(&self) -> Result<Delivery> {
+        let _sleeper = Sleeper::new(&self.topic);
         loop {
             let notified = self.topic.async_wake.notified();
             tokio::pin!(notified);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::clock::duration_ms;
 use crate::journal::Entry;
-use crate::queue::{Group, Topic};
+use crate::queue::{Group, Sleeper, Topic};
 use crate::{Delivery, Durability, Error, Message, Queue, Result};
 
 /// One consumer of a consumer group. Consumers of the same group compete for its messages;
@@ -163,6 +163,7 @@ impl Consumer {
     /// As [`Consumer::try_recv`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Delivery>> {
         let until = Instant::now() + timeout;
+        let _sleeper = Sleeper::new(&self.topic);
         loop {
             let seen = *self.topic.wake.lock();
             if let Some(d) = self.try_recv()? {

@@ -11,7 +11,10 @@ use std::time::Duration;
 /// | `Never` | nothing whose `send` returned is lost | anything not yet written back by the OS may be lost |
 ///
 /// A process crash never loses a returned send under any policy because the bytes are in the
-/// operating system's page cache once `send` returns. Under every policy the log is
+/// operating system's page cache once `send` returns, unless the queue has a write buffer
+/// ([`QueueBuilder::write_buffer`](crate::QueueBuilder::write_buffer)): then, under `Interval`
+/// and `Never`, a process crash loses what the buffer held (at most its size, at most its
+/// delay's worth of sends), exactly as a power loss would. Under every policy the log is
 /// recovered to a prefix: a lost message also loses every later message, never an earlier one,
 /// and a torn last record is cut off and reported. With `Always`, concurrent producers share one
 /// fsync (group commit), and consumers only see messages that are already durable, so a consumer

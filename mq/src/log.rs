@@ -43,6 +43,8 @@ pub(crate) struct LogConfig {
     pub(crate) sync_each_append: bool,
     /// Cut the last segment even at damage followed by intact records.
     pub(crate) repair_damaged_tail: bool,
+    /// Gather appends in memory up to this many bytes before writing (0: write each append).
+    pub(crate) write_buffer: usize,
 }
 
 pub(crate) struct Segment {
@@ -59,6 +61,11 @@ struct Inner {
     next_offset: u64,
     total_bytes: u64,
     buf: BytesMut,
+    /// Bytes written to the active segment since its last fsync was started.
+    unsynced: u64,
+    /// Encoded records at the end of the last segment not yet handed to the OS (write buffer).
+    /// The segment's `size` and `positions` already count them.
+    pending: BytesMut,
 }
 
 pub(crate) struct Log {
@@ -70,9 +77,16 @@ pub(crate) struct Log {
     sync_lock: Mutex<bool>,
     sync_cv: Condvar,
     durable_end: AtomicU64,
-    poisoned: AtomicBool,
+    poisoned: Arc<AtomicBool>,
     syncs: AtomicU64,
+    /// Whether a background write-back fsync (see `PRESYNC_BYTES`) is running.
+    presyncing: Arc<AtomicBool>,
 }
+
+/// Without per-append fsyncs, the active segment is fsynced in the background after every
+/// this many written bytes, so the fsync that a segment roll must wait for (only the last
+/// segment may ever be torn) finds little left to write. It only adds durability.
+const PRESYNC_BYTES: u64 = 8 << 20;
 
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -148,11 +162,14 @@ impl Log {
                 next_offset,
                 total_bytes,
                 buf: BytesMut::new(),
+                unsynced: 0,
+                pending: BytesMut::new(),
             }),
             sync_lock: Mutex::new(false),
             sync_cv: Condvar::new(),
             durable_end: AtomicU64::new(next_offset),
-            poisoned: AtomicBool::new(false),
+            poisoned: Arc::new(AtomicBool::new(false)),
+            presyncing: Arc::new(AtomicBool::new(false)),
             syncs: AtomicU64::new(0),
         };
         if log.inner.lock().segments.is_empty() {
@@ -221,14 +238,14 @@ impl Log {
         self.check_poison()?;
         let mut inner = self.inner.lock();
         let first = inner.next_offset;
-        let mut sizes = Vec::with_capacity(msgs.len());
+        // Sizes of validated records (checked here, recomputed below without allocating).
+        let size_of = |m: &Message| (HEADER_LEN + record::body_len(m)) as u64;
         let mut batch = 0u64;
         for m in msgs {
-            let size = record::encoded_len(m)
+            record::encoded_len(m)
                 .filter(|s| *s <= self.cfg.max_record)
                 .ok_or_else(|| oversize(m, self.cfg.max_record))?;
-            sizes.push(size as u64);
-            batch += size as u64;
+            batch += size_of(m);
         }
         if let Some(quota) = self.cfg.quota
             && inner.total_bytes + batch > quota
@@ -239,7 +256,7 @@ impl Log {
                 message: Box::new(msgs.first().cloned().unwrap_or_default()),
             });
         }
-        let mut buf = std::mem::take(&mut inner.buf);
+        let buffered = self.cfg.write_buffer > 0;
         let mut i = 0;
         while i < msgs.len() {
             let (seg_size, seg_records) = {
@@ -250,49 +267,65 @@ impl Log {
                     .expect("invariant: a log has a segment");
                 (seg.size, seg.positions.len())
             };
-            if seg_records > 0 && seg_size + sizes[i] > self.cfg.segment_size {
+            if seg_records > 0 && seg_size + size_of(&msgs[i]) > self.cfg.segment_size {
                 self.roll(&mut inner)?;
                 continue;
             }
+            let Inner {
+                segments,
+                next_offset,
+                total_bytes,
+                buf: scratch,
+                unsynced,
+                pending,
+            } = &mut *inner;
+            // Encode into the write buffer (after the records already waiting there) or into
+            // the scratch buffer, which is written at once.
+            let buf = if buffered {
+                pending
+            } else {
+                scratch.clear();
+                scratch
+            };
+            let keep = buf.len();
+            let seg = segments
+                .values_mut()
+                .next_back()
+                .expect("invariant: a log has a segment");
             // Fill this segment with as many records as fit.
-            buf.clear();
             let mut pos = seg_size;
-            let mut positions = Vec::new();
             while i < msgs.len()
-                && (positions.is_empty() || pos + sizes[i] <= self.cfg.segment_size)
+                && (seg.positions.len() == seg_records
+                    || pos + size_of(&msgs[i]) <= self.cfg.segment_size)
             {
-                positions.push(pos);
-                record::encode(
-                    inner.next_offset + positions.len() as u64 - 1,
-                    &msgs[i],
-                    &mut buf,
-                );
-                pos += sizes[i];
+                let offset = *next_offset + (seg.positions.len() - seg_records) as u64;
+                seg.positions.push(pos);
+                record::encode(offset, &msgs[i], buf);
+                pos += size_of(&msgs[i]);
                 i += 1;
                 if seg_records == 0 && pos > self.cfg.segment_size {
                     break;
                 }
             }
-            let seg = inner
-                .segments
-                .values_mut()
-                .next_back()
-                .expect("invariant: a log has a segment");
-            if let Err(e) = seg.file.append(&buf) {
-                // Cut any partial write so the log stays a sequence of whole records.
-                if let Err(t) = seg.file.truncate(seg.size) {
-                    return Err(self.poison(t, "truncate after failed write"));
+            if !buffered || buf.len() >= self.cfg.write_buffer {
+                if let Err(e) = seg.file.append(buf) {
+                    // Cut any partial write so the file stays a sequence of whole records; the
+                    // records of earlier appends still waiting in the buffer stay there (their
+                    // sends returned), this append's are dropped (its send fails).
+                    seg.positions.truncate(seg_records);
+                    buf.truncate(keep);
+                    if let Err(t) = seg.file.truncate(seg_size - keep as u64) {
+                        return Err(self.poison(t, "truncate after failed write"));
+                    }
+                    return Err(write_error(e, msgs.len() == 1, msgs.first()));
                 }
-                inner.buf = buf;
-                return Err(write_error(e, msgs.len() == 1, msgs.first()));
+                self.wrote(unsynced, buf.len(), &seg.file);
+                buf.clear();
             }
-            let n = positions.len() as u64;
-            seg.positions.extend(positions);
+            *next_offset += (seg.positions.len() - seg_records) as u64;
             seg.size = pos;
-            inner.total_bytes += buf.len() as u64;
-            inner.next_offset += n;
+            *total_bytes += pos - seg_size;
         }
-        inner.buf = buf;
         let end = inner.next_offset;
         drop(inner);
         if self.cfg.sync_each_append {
@@ -301,7 +334,72 @@ impl Log {
         Ok(first)
     }
 
+    /// Hands the write buffer's records to the OS (one write). A failed write leaves them
+    /// buffered (nothing is lost while the process lives) and cuts any partial write.
+    fn write_pending(&self, inner: &mut Inner) -> Result<()> {
+        let Inner {
+            segments,
+            pending,
+            unsynced,
+            ..
+        } = inner;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let seg = segments
+            .values_mut()
+            .next_back()
+            .expect("invariant: a log has a segment");
+        if let Err(e) = seg.file.append(pending) {
+            let written = seg.size - pending.len() as u64;
+            if let Err(t) = seg.file.truncate(written) {
+                return Err(self.poison(t, "truncate after failed write"));
+            }
+            return Err(write_error(e, false, None));
+        }
+        self.wrote(unsynced, pending.len(), &seg.file);
+        pending.clear();
+        Ok(())
+    }
+
+    /// Counts `n` bytes written to the active segment `file`; starts a background fsync of it
+    /// every `PRESYNC_BYTES` when appends are not fsynced anyway. A failed background fsync
+    /// poisons the log like any other.
+    fn wrote(&self, unsynced: &mut u64, n: usize, file: &Arc<dyn StorageFile>) {
+        *unsynced += n as u64;
+        if self.cfg.sync_each_append
+            || *unsynced < PRESYNC_BYTES
+            || self.presyncing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        *unsynced = 0;
+        let file = Arc::clone(file);
+        let (running, poisoned) = (Arc::clone(&self.presyncing), Arc::clone(&self.poisoned));
+        let topic = self.topic.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tierkit-mq-presync".into())
+            .spawn(move || {
+                if let Err(e) = file.sync() {
+                    poisoned.store(true, Ordering::SeqCst);
+                    tracing::error!(%topic, error = %e, "background fsync failed; queue handle poisoned");
+                }
+                running.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            // No thread: the roll's own fsync will do the work.
+            self.presyncing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Writes the write buffer out now (no fsync).
+    pub(crate) fn flush_buffer(&self) -> Result<()> {
+        self.check_poison()?;
+        self.write_pending(&mut self.inner.lock())
+    }
+
     fn roll(&self, inner: &mut Inner) -> Result<()> {
+        self.write_pending(inner)?;
         let seg = inner
             .segments
             .values()
@@ -314,6 +412,7 @@ impl Log {
             .map_err(|e| self.poison(e, "fsync rolled segment"))?;
         let base = inner.next_offset;
         self.create_segment(inner, base)?;
+        inner.unsynced = 0;
         tracing::debug!(topic = %self.topic, base, "rolled segment");
         Ok(())
     }
@@ -335,14 +434,24 @@ impl Log {
             self.sync_cv.wait(&mut leading);
         }
         drop(leading);
-        let (file, target) = {
-            let inner = self.inner.lock();
-            let seg = inner
-                .segments
-                .values()
-                .next_back()
-                .expect("invariant: a log has a segment");
-            (Arc::clone(&seg.file), inner.next_offset)
+        let prepared = {
+            let mut inner = self.inner.lock();
+            self.write_pending(&mut inner).map(|()| {
+                let seg = inner
+                    .segments
+                    .values()
+                    .next_back()
+                    .expect("invariant: a log has a segment");
+                (Arc::clone(&seg.file), inner.next_offset)
+            })
+        };
+        let (file, target) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                *self.sync_lock.lock() = false;
+                self.sync_cv.notify_all();
+                return Err(e);
+            }
         };
         let result = file.sync();
         let mut leading = self.sync_lock.lock();
@@ -397,7 +506,7 @@ impl Log {
 
     /// Reads the record at `offset`, or `None` if it is not (or no longer) stored.
     pub(crate) fn read(&self, offset: u64) -> Result<Option<Message>> {
-        let (file, name, pos, end) = {
+        let (file, buffered, name, pos, end) = {
             let inner = self.inner.lock();
             let Some((_, seg)) = inner.segments.range(..=offset).next_back() else {
                 return Ok(None);
@@ -409,7 +518,26 @@ impl Log {
                 return Ok(None);
             };
             let end = seg.positions.get(idx + 1).copied().unwrap_or(seg.size);
-            (Arc::clone(&seg.file), seg.name.clone(), pos, end)
+            let written = seg.size - inner.pending.len() as u64;
+            let last = inner.segments.keys().next_back() == Some(&seg.base);
+            if last && pos >= written {
+                // Still in the write buffer: decode from memory.
+                let from = usize::try_from(pos - written).ok();
+                let to = usize::try_from(end - written).ok();
+                let data = from
+                    .zip(to)
+                    .and_then(|(f, t)| inner.pending.get(f..t))
+                    .map(<[u8]>::to_vec);
+                (None, data, seg.name.clone(), pos, end)
+            } else {
+                (
+                    Some(Arc::clone(&seg.file)),
+                    None,
+                    seg.name.clone(),
+                    pos,
+                    end,
+                )
+            }
         };
         let corrupt = |reason| Error::Corrupt {
             file: name.clone(),
@@ -418,9 +546,16 @@ impl Log {
             reason,
         };
         let len = usize::try_from(end - pos).map_err(|_| corrupt("record too large"))?;
-        let mut data = vec![0u8; len];
-        file.read_exact_at(&mut data, pos)
-            .map_err(Error::io("read record"))?;
+        let data = match (file, buffered) {
+            (_, Some(data)) => data,
+            (Some(file), None) => {
+                let mut data = vec![0u8; len];
+                file.read_exact_at(&mut data, pos)
+                    .map_err(Error::io("read record"))?;
+                data
+            }
+            (None, None) => return Err(corrupt("record outside the write buffer")),
+        };
         let h: [u8; HEADER_LEN] = data
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())

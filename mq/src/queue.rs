@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
@@ -49,6 +50,11 @@ pub(crate) struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        for t in self.topics.get_mut().values() {
+            if let Err(e) = t.log.flush_buffer() {
+                tracing::error!(topic = %t.name, error = %e, "final write of the write buffer failed");
+            }
+        }
         if !matches!(self.cfg.durability, Durability::Never) {
             for t in self.topics.get_mut().values() {
                 if let Err(e) = t.log.sync_all() {
@@ -67,6 +73,27 @@ pub(crate) struct Topic {
     pub(crate) wake: Mutex<u64>,
     pub(crate) wake_cv: Condvar,
     pub(crate) async_wake: tokio::sync::Notify,
+    /// Consumers that may be waiting (blocking or async); sends skip the wake-up when zero.
+    pub(crate) sleepers: AtomicUsize,
+}
+
+/// Counts a consumer as a possible sleeper for as long as it lives (see [`Topic::notify`]).
+pub(crate) struct Sleeper<'a>(&'a AtomicUsize);
+
+impl<'a> Sleeper<'a> {
+    pub(crate) fn new(topic: &'a Topic) -> Self {
+        topic.sleepers.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the fence in `notify`: either the sender sees this count, or this
+        // consumer's next look at the log sees the sender's record.
+        fence(Ordering::SeqCst);
+        Self(&topic.sleepers)
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub(crate) struct Group {
@@ -83,7 +110,14 @@ impl Topic {
         }
     }
 
+    /// Wakes waiting consumers after an append. Free when no consumer waits: a consumer
+    /// registers as a `Sleeper` before it looks at the log, so a zero count means any later
+    /// sleeper will see the appended record before it waits.
     pub(crate) fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         *self.wake.lock() += 1;
         self.wake_cv.notify_all();
         self.async_wake.notify_waiters();
@@ -139,22 +173,16 @@ impl Queue {
         };
         let shared = Arc::new(shared);
         if let Durability::Interval(every) = shared.cfg.durability {
-            let weak: Weak<Shared> = Arc::downgrade(&shared);
-            std::thread::Builder::new()
-                .name("tierkit-mq-flush".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(every);
-                        let Some(shared) = weak.upgrade() else { break };
-                        let topics: Vec<Arc<Topic>> =
-                            shared.topics.lock().values().cloned().collect();
-                        for t in topics {
-                            // An error poisons the log; producers see it on their next send.
-                            let _ = t.log.sync_all();
-                        }
-                    }
-                })
-                .map_err(Error::io("spawn flush thread"))?;
+            // An error poisons the log; producers see it on their next send.
+            spawn_periodic(&shared, "tierkit-mq-fsync", every, |t| {
+                let _ = t.log.sync_all();
+            })?;
+        }
+        if shared.cfg.write_buffer > 0 {
+            // A failed write keeps the records buffered; the next send reports the error.
+            spawn_periodic(&shared, "tierkit-mq-write", shared.cfg.write_delay, |t| {
+                let _ = t.log.flush_buffer();
+            })?;
         }
         Ok(Self { shared })
     }
@@ -259,14 +287,40 @@ impl Queue {
         crate::stats::collect(self, &self.topic(topic)?)
     }
 
-    /// Fsyncs every topic now, whatever the durability policy.
+    /// Writes out the write buffer (see [`QueueBuilder::write_buffer`]) and fsyncs every topic
+    /// now, whatever the durability policy.
     ///
     /// # Errors
-    /// [`Error::Poisoned`] or the fsync error (which poisons the handle).
+    /// [`Error::Poisoned`], a write error (the records stay buffered), or the fsync error
+    /// (which poisons the handle).
     pub fn flush(&self) -> Result<()> {
         let topics: Vec<Arc<Topic>> = self.shared.topics.lock().values().cloned().collect();
         topics.iter().try_for_each(|t| t.log.sync_all())
     }
+}
+
+/// Runs `work` on every topic each `every` on a background thread, until the queue is dropped.
+fn spawn_periodic(
+    shared: &Arc<Shared>,
+    name: &str,
+    every: std::time::Duration,
+    work: impl Fn(&Topic) + Send + 'static,
+) -> Result<()> {
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(shared) = weak.upgrade() else { break };
+                let topics: Vec<Arc<Topic>> = shared.topics.lock().values().cloned().collect();
+                for t in topics {
+                    work(&t);
+                }
+            }
+        })
+        .map(drop)
+        .map_err(Error::io("spawn background thread"))
 }
 
 fn open_topic(
@@ -281,6 +335,7 @@ fn open_topic(
         quota: cfg.quota,
         sync_each_append: matches!(cfg.durability, Durability::Always),
         repair_damaged_tail: cfg.repair_damaged_tail,
+        write_buffer: cfg.write_buffer,
     };
     let (log, damage) = Log::open(Arc::clone(dir), name, lc, names)?;
     let mut groups = HashMap::new();
@@ -303,6 +358,7 @@ fn open_topic(
         wake: Mutex::new(0),
         wake_cv: Condvar::new(),
         async_wake: tokio::sync::Notify::new(),
+        sleepers: AtomicUsize::new(0),
     };
     Ok((topic, damage))
 }

@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod model;
 mod power_loss;
 mod recovery;
+mod write_buffer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
