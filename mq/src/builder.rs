@@ -23,6 +23,10 @@ pub(crate) struct Config {
     pub(crate) write_buffer: usize,
     /// Longest time a record waits in the write buffer.
     pub(crate) write_delay: Duration,
+    /// Size retention: delete the oldest segments beyond this many bytes per topic.
+    pub(crate) retention_bytes: Option<u64>,
+    /// Age retention: delete segments whose newest record is older than this.
+    pub(crate) retention_age_ms: Option<u64>,
 }
 
 /// Builds a [`Queue`].
@@ -60,6 +64,8 @@ impl Default for QueueBuilder {
                 repair_damaged_tail: false,
                 write_buffer: 0,
                 write_delay: Duration::from_millis(1),
+                retention_bytes: None,
+                retention_age_ms: None,
             },
         }
     }
@@ -153,6 +159,44 @@ impl QueueBuilder {
         self
     }
 
+    /// Size retention: once a topic's segments hold more than `bytes`, the oldest segments are
+    /// deleted **even if consumer groups have not acknowledged them** (Kafka's
+    /// `retention.bytes`). Off by default: segments are then deleted only when every group has
+    /// acknowledged past them, and [`QueueBuilder::disk_quota`] is what stops a stuck group
+    /// from filling the disk.
+    ///
+    /// The active segment is never deleted, so a topic may hold up to one segment more than
+    /// `bytes`. Retention runs after every segment roll, after acknowledgements, every second in
+    /// the background and on [`Queue::apply_retention`]. A group that loses unacknowledged
+    /// messages this way skips them; they are counted in
+    /// [`GroupStats::retention_dropped`](crate::GroupStats::retention_dropped) and logged as a
+    /// `tracing` warning.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use tierkit_mq::Queue;
+    /// let queue = Queue::builder()
+    ///     .segment_size(16 << 20)
+    ///     .retention_bytes(1 << 30) // keep about 1 GiB per topic
+    ///     .retention_age(Duration::from_secs(7 * 24 * 3600)) // and at most a week
+    ///     .build_in_memory()?;
+    /// # drop(queue);
+    /// # Ok::<(), tierkit_mq::Error>(())
+    /// ```
+    pub fn retention_bytes(mut self, bytes: u64) -> Self {
+        self.cfg.retention_bytes = Some(bytes);
+        self
+    }
+
+    /// Age retention: a segment whose newest message was sent more than `age` ago (by the
+    /// queue's [`Clock`]) is deleted, acknowledged or not (Kafka's `retention.ms`). See
+    /// [`QueueBuilder::retention_bytes`] for when retention runs and what groups see.
+    pub fn retention_age(mut self, age: Duration) -> Self {
+        self.cfg.retention_age_ms = Some(duration_ms(age));
+        self
+    }
+
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.cfg.clock = Arc::new(clock);
@@ -182,6 +226,9 @@ impl QueueBuilder {
         }
         if c.visibility_ms == 0 {
             return invalid("visibility_timeout", "at least 1 ms", 0);
+        }
+        if c.retention_age_ms == Some(0) {
+            return invalid("retention_age", "at least 1 ms", 0);
         }
         if c.write_buffer > (1 << 30) {
             return invalid("write_buffer bytes", "at most 1 GiB", c.write_buffer as u64);

@@ -263,14 +263,9 @@ impl Consumer {
         })
     }
 
-    /// Deletes segments every group of the topic has acknowledged past.
+    /// Runs the topic's retention (see `Topic::retain`).
     fn retention(&self) -> Result<()> {
-        let groups: Vec<Arc<Group>> = self.topic.groups.lock().values().cloned().collect();
-        let min = groups.iter().map(|g| g.state.lock().committed).min();
-        if let Some(min) = min {
-            self.topic.log.delete_before(min)?;
-        }
-        Ok(())
+        self.topic.retain(&self.queue.shared.cfg)
     }
 
     /// The consumer group's name.

@@ -30,6 +30,8 @@ pub(crate) struct GroupState {
     pub(crate) attempts: HashMap<u64, u32>,
     pub(crate) redeliveries: u64,
     pub(crate) dead_lettered: u64,
+    /// Unacknowledged messages deleted by size or age retention since open.
+    pub(crate) retention_dropped: u64,
     /// The open acknowledgement journal (see `journal.rs`).
     pub(crate) journal: Option<crate::journal::Journal>,
 }
@@ -49,6 +51,25 @@ impl GroupState {
 
     pub(crate) fn is_acked(&self, offset: u64) -> bool {
         offset < self.committed || self.acked.contains(&offset)
+    }
+
+    /// Forgets offsets below `start`, which size or age retention deleted; returns how many of
+    /// them were not acknowledged.
+    pub(crate) fn drop_below(&mut self, start: u64) -> u64 {
+        if self.committed >= start {
+            return 0;
+        }
+        let kept = self.acked.split_off(&start);
+        let dropped = start - self.committed - self.acked.len() as u64;
+        self.acked = kept;
+        self.attempts.retain(|o, _| *o >= start);
+        self.committed = start;
+        while self.acked.remove(&self.committed) {
+            self.committed += 1;
+        }
+        self.cursor = self.cursor.max(self.committed);
+        self.retention_dropped += dropped;
+        dropped
     }
 
     /// Drops state that refers to offsets the log no longer holds (after a power loss with a

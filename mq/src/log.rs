@@ -81,6 +81,8 @@ pub(crate) struct Log {
     syncs: AtomicU64,
     /// Whether a background write-back fsync (see `PRESYNC_BYTES`) is running.
     presyncing: Arc<AtomicBool>,
+    /// Set by a segment roll, taken by the producer (which then runs retention).
+    rolled: AtomicBool,
 }
 
 /// Without per-append fsyncs, the active segment is fsynced in the background after every
@@ -170,6 +172,7 @@ impl Log {
             durable_end: AtomicU64::new(next_offset),
             poisoned: Arc::new(AtomicBool::new(false)),
             presyncing: Arc::new(AtomicBool::new(false)),
+            rolled: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
         };
         if log.inner.lock().segments.is_empty() {
@@ -413,6 +416,7 @@ impl Log {
         let base = inner.next_offset;
         self.create_segment(inner, base)?;
         inner.unsynced = 0;
+        self.rolled.store(true, Ordering::Relaxed);
         tracing::debug!(topic = %self.topic, base, "rolled segment");
         Ok(())
     }
@@ -570,16 +574,57 @@ impl Log {
         Ok(Some(m))
     }
 
+    /// Whether a segment rolled since the last call.
+    pub(crate) fn take_rolled(&self) -> bool {
+        self.rolled.swap(false, Ordering::Relaxed)
+    }
+
     /// Deletes whole segments whose records all lie below `offset` (never the active one).
     pub(crate) fn delete_before(&self, offset: u64) -> Result<u64> {
+        self.delete_oldest_while(|_, _, next_base| Ok(next_base <= offset))
+    }
+
+    /// Deletes the oldest segments (never the active one) while the log holds more than
+    /// `max_bytes`, or while a segment's newest record is older than `max_age_ms` at `now_ms`.
+    pub(crate) fn delete_beyond(
+        &self,
+        max_bytes: Option<u64>,
+        max_age_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<u64> {
+        self.delete_oldest_while(|total, seg, _| {
+            if max_bytes.is_some_and(|max| total > max) {
+                return Ok(true);
+            }
+            let Some(max_age) = max_age_ms else {
+                return Ok(false);
+            };
+            let Some(&last) = seg.positions.last() else {
+                return Ok(true);
+            };
+            // The newest record's send time: the first 8 bytes of its body.
+            let mut ts = [0u8; 8];
+            seg.file
+                .read_exact_at(&mut ts, last + HEADER_LEN as u64)
+                .map_err(Error::io("read record time"))?;
+            Ok(now_ms.saturating_sub(u64::from_le_bytes(ts)) > max_age)
+        })
+    }
+
+    /// Deletes the oldest segment while `doomed(total bytes, segment, next segment's base)`
+    /// says so; the active segment always stays. Returns how many were deleted.
+    fn delete_oldest_while(
+        &self,
+        mut doomed: impl FnMut(u64, &Segment, u64) -> Result<bool>,
+    ) -> Result<u64> {
         let mut inner = self.inner.lock();
         let mut deleted = 0;
         loop {
             let mut it = inner.segments.iter();
-            let (Some((&b0, _)), Some((&b1, _))) = (it.next(), it.next()) else {
+            let (Some((&b0, seg)), Some((&b1, _))) = (it.next(), it.next()) else {
                 break;
             };
-            if b1 > offset {
+            if !doomed(inner.total_bytes, seg, b1)? {
                 break;
             }
             let seg = inner

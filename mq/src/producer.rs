@@ -47,6 +47,7 @@ impl Producer {
         message.timestamp_ms = self.queue.shared.cfg.clock.now_ms();
         let offset = self.topic.log.append(std::slice::from_ref(&message))?;
         self.topic.notify();
+        self.after_roll();
         Ok(offset)
     }
 
@@ -67,7 +68,18 @@ impl Producer {
             .collect();
         let offset = self.topic.log.append(&stamped)?;
         self.topic.notify();
+        self.after_roll();
         Ok(offset)
+    }
+
+    /// Runs retention when the append rolled a segment. The send itself succeeded, so a
+    /// retention error is logged, not returned (the next run retries).
+    fn after_roll(&self) {
+        if self.topic.log.take_rolled()
+            && let Err(e) = self.topic.retain(&self.queue.shared.cfg)
+        {
+            tracing::warn!(topic = %self.topic.name, error = %e, "retention after a roll failed");
+        }
     }
 
     /// The topic's name.

@@ -110,6 +110,33 @@ impl Topic {
         }
     }
 
+    /// Retention: deletes the segments every group acknowledged past, then those beyond the
+    /// size and age limits (acknowledged or not: the groups skip what was lost and count it).
+    pub(crate) fn retain(&self, cfg: &Config) -> Result<()> {
+        let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
+        if let Some(min) = groups.iter().map(|g| g.state.lock().committed).min() {
+            self.log.delete_before(min)?;
+        }
+        if cfg.retention_bytes.is_none() && cfg.retention_age_ms.is_none() {
+            return Ok(());
+        }
+        let deleted = self.log.delete_beyond(
+            cfg.retention_bytes,
+            cfg.retention_age_ms,
+            cfg.clock.now_ms(),
+        )?;
+        if deleted > 0 {
+            let start = self.log.start();
+            for g in groups {
+                let dropped = g.state.lock().drop_below(start);
+                if dropped > 0 {
+                    tracing::warn!(topic = %self.name, group = %g.name, dropped, start, "retention deleted unacknowledged messages");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Wakes waiting consumers after an append. Free when no consumer waits: a consumer
     /// registers as a `Sleeper` before it looks at the log, so a zero count means any later
     /// sleeper will see the appended record before it waits.
@@ -177,6 +204,19 @@ impl Queue {
             spawn_periodic(&shared, "tierkit-mq-fsync", every, |t| {
                 let _ = t.log.sync_all();
             })?;
+        }
+        if shared.cfg.retention_bytes.is_some() || shared.cfg.retention_age_ms.is_some() {
+            let cfg = shared.cfg.clone();
+            spawn_periodic(
+                &shared,
+                "tierkit-mq-retention",
+                std::time::Duration::from_secs(1),
+                move |t| {
+                    if let Err(e) = t.retain(&cfg) {
+                        tracing::warn!(topic = %t.name, error = %e, "retention failed");
+                    }
+                },
+            )?;
         }
         if shared.cfg.write_buffer > 0 {
             // A failed write keeps the records buffered; the next send reports the error.
@@ -285,6 +325,19 @@ impl Queue {
     /// [`Error::InvalidName`], or an I/O error reading the oldest unacknowledged message.
     pub fn stats(&self, topic: &str) -> Result<Stats> {
         crate::stats::collect(self, &self.topic(topic)?)
+    }
+
+    /// Runs retention on every topic now: deletes segments every consumer group acknowledged
+    /// past, and segments beyond the size and age limits
+    /// ([`QueueBuilder::retention_bytes`], [`QueueBuilder::retention_age`]). It also runs after
+    /// acknowledgements, after segment rolls and (with limits) every second in the background.
+    ///
+    /// # Errors
+    /// [`Error::Io`] deleting a segment or reading a record's time; a failed directory fsync
+    /// (which poisons the handle).
+    pub fn apply_retention(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self.shared.topics.lock().values().cloned().collect();
+        topics.iter().try_for_each(|t| t.retain(&self.shared.cfg))
     }
 
     /// Writes out the write buffer (see [`QueueBuilder::write_buffer`]) and fsyncs every topic

@@ -41,6 +41,11 @@ pub struct GroupStats {
     pub redeliveries: u64,
     /// Messages moved to the dead-letter topic since this handle opened.
     pub dead_lettered: u64,
+    /// Unacknowledged messages this group lost to size or age retention
+    /// ([`QueueBuilder::retention_bytes`](crate::QueueBuilder::retention_bytes),
+    /// [`QueueBuilder::retention_age`](crate::QueueBuilder::retention_age)) since this handle
+    /// opened.
+    pub retention_dropped: u64,
 }
 
 pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
@@ -50,7 +55,7 @@ pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
     let groups: Vec<_> = topic.groups.lock().values().cloned().collect();
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
-        let (committed, acked, in_flight, redeliveries, dead_lettered) = {
+        let (committed, acked, in_flight, redeliveries, dead_lettered, retention_dropped) = {
             let st = g.state.lock();
             (
                 st.committed,
@@ -58,6 +63,7 @@ pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
                 st.inflight.len() as u64,
                 st.redeliveries,
                 st.dead_lettered,
+                st.retention_dropped,
             )
         };
         let depth = end.saturating_sub(committed).saturating_sub(acked);
@@ -78,6 +84,7 @@ pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
             oldest_unacked_age_ms: oldest,
             redeliveries,
             dead_lettered,
+            retention_dropped,
         });
     }
     out.sort_by(|a, b| a.group.cmp(&b.group));

@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod model;
 mod power_loss;
 mod recovery;
+mod retention;
 mod write_buffer;
 
 use std::path::{Path, PathBuf};
