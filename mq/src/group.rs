@@ -9,7 +9,7 @@ use crate::storage::{StorageDir, StorageFile};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"TKGR";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Acknowledgement state of one group over one topic.
 #[derive(Debug, Default)]
@@ -102,7 +102,7 @@ impl GroupState {
             out.put_u64_le(o);
             out.put_u32_le(c);
         }
-        let crc = crc32fast::hash(&out);
+        let crc = crc32c::crc32c(&out);
         out.put_u32_le(crc);
         out
     }
@@ -120,7 +120,7 @@ impl GroupState {
         if body.len() < 8 || crc.len() != 4 {
             return Err(corrupt("group state file is truncated"));
         }
-        if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
             return Err(corrupt("group state checksum mismatch"));
         }
         if &body[..4] != MAGIC {

@@ -47,14 +47,14 @@ fn encode(e: Entry, out: &mut Vec<u8>) {
     out.push(kind);
     out.extend_from_slice(&offset.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
-    let crc = crc32fast::hash(&out[start..]);
+    let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
 fn decode(rec: &[u8]) -> Option<Entry> {
     let body = rec.get(..RECORD - 4)?;
     let crc = u32::from_le_bytes(rec.get(RECORD - 4..RECORD)?.try_into().ok()?);
-    if crc32fast::hash(body) != crc {
+    if crc32c::crc32c(body) != crc {
         return None;
     }
     let offset = u64::from_le_bytes(body.get(1..9)?.try_into().ok()?);

@@ -29,7 +29,7 @@
 //! ## Guarantees
 //! - **Durability**: see [`Durability`] for exactly what survives a process crash and a power
 //!   loss under each policy. With `Always`, concurrent producers share fsyncs (group commit).
-//! - **Recovery**: opening a directory validates every record (length, CRC-32, offset). A torn
+//! - **Recovery**: opening a directory validates every record (length, CRC-32C, offset). A torn
 //!   or corrupt record at the tail of the last segment is cut off and reported in
 //!   [`Queue::recovery_report`]; damage anywhere else is [`Error::Corrupt`], never skipped.
 //!   A failed fsync poisons the handle ([`Error::Poisoned`]): it is never retried.

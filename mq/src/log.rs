@@ -15,7 +15,7 @@ use crate::{Error, Message, Result};
 
 pub(crate) const MAGIC: &[u8; 4] = b"TKMQ";
 /// The segment format version this build reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const SEG_HEADER: u64 = 16;
 
 /// What recovery cut off the tail of the last segment.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! record  = len: u32 LE | crc: u32 LE | offset: u64 LE | body[len]
-//! crc     = CRC-32 (crc32fast) over offset bytes, len bytes and body
+//! crc     = CRC-32C (Castagnoli) over offset bytes, len bytes and body
 //! body    = timestamp_ms: u64 | not_before_ms: u64 | key_flag: u8 | key_len: u32 | key | n_headers: u16 |
 //!           (name_len: u16 | name | value_len: u32 | value)* | payload (the rest)
 //! ```
@@ -92,11 +92,9 @@ pub(crate) fn encoded_len(m: &Message) -> Option<usize> {
 }
 
 fn checksum(offset: &[u8], len: &[u8], body: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(offset);
-    h.update(len);
-    h.update(body);
-    h.finalize()
+    let crc = crc32c::crc32c(offset);
+    let crc = crc32c::crc32c_append(crc, len);
+    crc32c::crc32c_append(crc, body)
 }
 
 /// A parsed record header.

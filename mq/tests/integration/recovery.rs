@@ -116,7 +116,7 @@ fn incompatible_version_is_a_typed_error() {
             err,
             Error::IncompatibleVersion {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
