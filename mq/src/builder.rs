@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) retention_bytes: Option<u64>,
     /// Age retention: delete segments whose newest record is older than this.
     pub(crate) retention_age_ms: Option<u64>,
+    /// How long a send waits for space when the disk quota is reached (`None`: fail at once).
+    pub(crate) quota_wait: Option<Duration>,
 }
 
 /// Builds a [`Queue`].
@@ -66,6 +68,7 @@ impl Default for QueueBuilder {
                 write_delay: Duration::from_millis(1),
                 retention_bytes: None,
                 retention_age_ms: None,
+                quota_wait: None,
             },
         }
     }
@@ -91,9 +94,32 @@ impl QueueBuilder {
         self
     }
 
-    /// Refuse sends with [`Error::QuotaExceeded`] once a topic's log holds this many bytes.
+    /// Refuse sends with [`Error::QuotaExceeded`] once a topic's log holds this many bytes
+    /// (at once, or after waiting: see [`QueueBuilder::disk_quota_wait`]).
     pub fn disk_quota(mut self, bytes: u64) -> Self {
         self.cfg.quota = Some(bytes);
+        self
+    }
+
+    /// Backpressure instead of an immediate error: a send that would pass the
+    /// [disk quota](QueueBuilder::disk_quota) blocks for up to `timeout` until retention frees
+    /// space (consumer groups acknowledging whole segments, or size/age retention), then fails
+    /// with [`Error::QuotaExceeded`] if there is still none. The async sends wait on tokio's
+    /// blocking pool, not on the runtime's threads.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use tierkit_mq::Queue;
+    /// let queue = Queue::builder()
+    ///     .disk_quota(10 << 30)
+    ///     .disk_quota_wait(Duration::from_secs(5)) // slow producers down, then give up
+    ///     .build_in_memory()?;
+    /// # drop(queue);
+    /// # Ok::<(), tierkit_mq::Error>(())
+    /// ```
+    pub fn disk_quota_wait(mut self, timeout: Duration) -> Self {
+        self.cfg.quota_wait = Some(timeout);
         self
     }
 

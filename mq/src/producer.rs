@@ -42,10 +42,13 @@ impl Producer {
     /// [`Error::DiskFull`](crate::Error::DiskFull) (each returns the message, see
     /// [`Error::into_message`](crate::Error::into_message)), [`Error::Poisoned`](crate::Error::Poisoned)
     /// after a failed fsync, [`Error::Io`](crate::Error::Io). When an error comes back the
-    /// message is not acknowledged; it may still be in the log (at-least-once).
+    /// message is not acknowledged; it may still be in the log (at-least-once). With
+    /// [`QueueBuilder::disk_quota_wait`](crate::QueueBuilder::disk_quota_wait), a send at the
+    /// quota blocks up to that long before `QuotaExceeded`.
     pub fn send(&self, mut message: Message) -> Result<u64> {
         message.timestamp_ms = self.queue.shared.cfg.clock.now_ms();
-        let offset = self.topic.log.append(std::slice::from_ref(&message))?;
+        let cfg = &self.queue.shared.cfg;
+        let offset = self.topic.append(cfg, std::slice::from_ref(&message))?;
         self.topic.notify();
         self.after_roll();
         Ok(offset)
@@ -66,7 +69,7 @@ impl Producer {
                 ..m.clone()
             })
             .collect();
-        let offset = self.topic.log.append(&stamped)?;
+        let offset = self.topic.append(&self.queue.shared.cfg, &stamped)?;
         self.topic.notify();
         self.after_roll();
         Ok(offset)

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -11,7 +12,7 @@ use crate::builder::Config;
 use crate::group::{self, GroupState};
 use crate::log::{Log, LogConfig, TailDamage};
 use crate::storage::StorageDir;
-use crate::{Consumer, Durability, Error, Producer, QueueBuilder, Result, Stats};
+use crate::{Consumer, Durability, Error, Message, Producer, QueueBuilder, Result, Stats};
 
 /// A durable queue: a directory holding topics, each an append-only log with consumer groups.
 ///
@@ -75,6 +76,9 @@ pub(crate) struct Topic {
     pub(crate) async_wake: tokio::sync::Notify,
     /// Consumers that may be waiting (blocking or async); sends skip the wake-up when zero.
     pub(crate) sleepers: AtomicUsize,
+    /// Bumped when retention frees space; producers waiting on the disk quota sleep on it.
+    pub(crate) space: Mutex<u64>,
+    pub(crate) space_cv: Condvar,
 }
 
 /// Counts a consumer as a possible sleeper for as long as it lives (see [`Topic::notify`]).
@@ -114,27 +118,60 @@ impl Topic {
     /// size and age limits (acknowledged or not: the groups skip what was lost and count it).
     pub(crate) fn retain(&self, cfg: &Config) -> Result<()> {
         let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
+        let mut freed = 0;
         if let Some(min) = groups.iter().map(|g| g.state.lock().committed).min() {
-            self.log.delete_before(min)?;
+            freed += self.log.delete_before(min)?;
         }
-        if cfg.retention_bytes.is_none() && cfg.retention_age_ms.is_none() {
-            return Ok(());
-        }
-        let deleted = self.log.delete_beyond(
-            cfg.retention_bytes,
-            cfg.retention_age_ms,
-            cfg.clock.now_ms(),
-        )?;
-        if deleted > 0 {
-            let start = self.log.start();
-            for g in groups {
-                let dropped = g.state.lock().drop_below(start);
-                if dropped > 0 {
-                    tracing::warn!(topic = %self.name, group = %g.name, dropped, start, "retention deleted unacknowledged messages");
+        if cfg.retention_bytes.is_some() || cfg.retention_age_ms.is_some() {
+            let deleted = self.log.delete_beyond(
+                cfg.retention_bytes,
+                cfg.retention_age_ms,
+                cfg.clock.now_ms(),
+            )?;
+            freed += deleted;
+            if deleted > 0 {
+                let start = self.log.start();
+                for g in &groups {
+                    let dropped = g.state.lock().drop_below(start);
+                    if dropped > 0 {
+                        tracing::warn!(topic = %self.name, group = %g.name, dropped, start, "retention deleted unacknowledged messages");
+                    }
                 }
             }
         }
+        if freed > 0 {
+            *self.space.lock() += 1;
+            self.space_cv.notify_all();
+        }
         Ok(())
+    }
+
+    /// Appends `msgs`, waiting up to the configured time for retention to free space when
+    /// the disk quota is reached (see `QueueBuilder::disk_quota_wait`).
+    pub(crate) fn append(&self, cfg: &Config, msgs: &[Message]) -> Result<u64> {
+        let Some(wait) = cfg.quota_wait else {
+            return self.log.append(msgs);
+        };
+        let until = Instant::now() + wait;
+        loop {
+            let seen = *self.space.lock();
+            match self.log.append(msgs) {
+                Err(Error::QuotaExceeded { .. }) => {}
+                other => return other,
+            }
+            // Age retention frees space without any ack: give it a chance first.
+            self.retain(cfg)?;
+            let now = Instant::now();
+            if now >= until {
+                return self.log.append(msgs);
+            }
+            let mut g = self.space.lock();
+            if *g == seen {
+                // The cap re-checks retention now and then (age limits need no event).
+                let nap = (until - now).min(Duration::from_millis(50));
+                self.space_cv.wait_for(&mut g, nap);
+            }
+        }
     }
 
     /// Wakes waiting consumers after an append. Free when no consumer waits: a consumer
@@ -210,7 +247,7 @@ impl Queue {
             spawn_periodic(
                 &shared,
                 "tierkit-mq-retention",
-                std::time::Duration::from_secs(1),
+                Duration::from_secs(1),
                 move |t| {
                     if let Err(e) = t.retain(&cfg) {
                         tracing::warn!(topic = %t.name, error = %e, "retention failed");
@@ -356,7 +393,7 @@ impl Queue {
 fn spawn_periodic(
     shared: &Arc<Shared>,
     name: &str,
-    every: std::time::Duration,
+    every: Duration,
     work: impl Fn(&Topic) + Send + 'static,
 ) -> Result<()> {
     let weak: Weak<Shared> = Arc::downgrade(shared);
@@ -412,6 +449,8 @@ fn open_topic(
         wake_cv: Condvar::new(),
         async_wake: tokio::sync::Notify::new(),
         sleepers: AtomicUsize::new(0),
+        space: Mutex::new(0),
+        space_cv: Condvar::new(),
     };
     Ok((topic, damage))
 }

@@ -101,3 +101,57 @@ fn zero_retention_age_is_refused() {
         .build_in_memory();
     assert!(matches!(r, Err(Error::InvalidConfig { .. })));
 }
+
+#[test]
+fn a_send_at_the_disk_quota_waits_for_acks_to_free_space() {
+    const QUOTA: u64 = 4 * SEG;
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .disk_quota(QUOTA)
+        .disk_quota_wait(Duration::from_secs(60))
+        .build_in_memory()
+        .unwrap();
+    let consumer = queue.consumer("t", "g").unwrap();
+    let producer = queue.producer("t").unwrap();
+    // 60 x ~1 KiB is far more than the quota: the producer can only finish if it waits.
+    let sender = std::thread::spawn(move || {
+        (0..60u64)
+            .map(|i| producer.send(Message::new(payload(i, 900))))
+            .collect::<Vec<_>>()
+    });
+    let mut got = 0u64;
+    while got < 60 {
+        if let Some(d) = consumer.recv_timeout(Duration::from_secs(60)).unwrap() {
+            assert_eq!(d.offset(), got);
+            consumer.ack(&d).unwrap();
+            got += 1;
+        }
+        assert!(queue.stats("t").unwrap().bytes <= QUOTA);
+    }
+    let results = sender.join().unwrap();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), i as u64, "every send got through, in order");
+    }
+}
+
+#[test]
+fn a_send_at_the_disk_quota_gives_up_after_its_wait_and_returns_the_message() {
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .disk_quota(2 * SEG)
+        .disk_quota_wait(Duration::from_millis(50))
+        .build_in_memory()
+        .unwrap();
+    let _group = queue.consumer("t", "never-acks").unwrap();
+    let producer = queue.producer("t").unwrap();
+    let start = std::time::Instant::now();
+    let err = (0..100u64)
+        .find_map(|i| producer.send(Message::new(payload(i, 900))).err())
+        .expect("the quota is reached");
+    assert!(
+        start.elapsed() >= Duration::from_millis(50),
+        "it waited first"
+    );
+    assert!(matches!(err, Error::QuotaExceeded { .. }), "{err:?}");
+    assert_eq!(err.into_message().unwrap().payload().len(), 900);
+}
