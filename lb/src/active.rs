@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::backend::{HEALTH_HEALTHY, HEALTH_UNHEALTHY, Member};
+use crate::backend::{HEALTH_HEALTHY, HEALTH_UNHEALTHY};
 use crate::policy::rng;
-use crate::{Balancer, Error, Policy, Result};
+use crate::{Balancer, Error, Member, Policy, Result};
 
 /// Is this backend serving? Implement it for your protocol (an HTTP `GET /healthz`, a SQL
 /// `SELECT 1`); [`TcpConnect`] is provided.
@@ -166,7 +166,7 @@ where
     }
 
     fn record_check(&self, m: &Member<B>, ok: bool, config: &CheckConfig) -> bool {
-        let c = &m.counters;
+        let c = m.counters();
         let first = c.checks.fetch_add(1, Ordering::Relaxed) == 0;
         let health = c.health.load(Ordering::Acquire);
         if ok {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
 use crate::health::Control;
+use crate::shared::{Member, RefCounts};
 
 /// A backend's stable identity. State (in-flight count, latency, failures) is keyed by it and
 /// survives every membership change; ids must be unique within a balancer.
@@ -131,11 +132,11 @@ pub(crate) const HEALTH_UNHEALTHY: u8 = 1;
 pub(crate) const HEALTH_EJECTED: u8 = 2;
 
 /// Live counters of one backend. One cache-padded block per backend, so picks of different
-/// backends never contend on a cache line.
-#[derive(Debug, Default)]
+/// backends never contend on a cache line. `refs` (in flight, picks, draining and the reference
+/// counts) comes first: it is the only field a pick writes.
+#[derive(Debug)]
 pub(crate) struct Counters {
-    pub(crate) in_flight: AtomicU64,
-    pub(crate) picks: AtomicU64,
+    pub(crate) refs: RefCounts,
     pub(crate) successes: AtomicU64,
     pub(crate) failures: AtomicU64,
     /// Peak-EWMA latency in nanoseconds (as `f64` bits); 0 = no observation yet.
@@ -144,7 +145,6 @@ pub(crate) struct Counters {
     pub(crate) ewma_at: AtomicU64,
     pub(crate) consecutive_failures: AtomicU32,
     pub(crate) health: AtomicU8,
-    pub(crate) draining: AtomicU8,
     pub(crate) ejections: AtomicU32,
     /// Clock nanos until which the backend stays ejected.
     pub(crate) ejected_until: AtomicU64,
@@ -160,10 +160,9 @@ pub(crate) struct Counters {
     pub(crate) checks: AtomicU64,
 }
 
-/// A member as the balancer holds it: the user's value and the backend's live state. Shared
-/// (`Arc`) by every snapshot and every lease, so state survives rebuilds and outlives removal
-/// until the last lease drops.
-pub struct Member<B> {
+/// One backend's state, allocated once and shared by its [`Member`] handles and its leases
+/// (`shared.rs` owns the allocation).
+pub(crate) struct Shared<B> {
     pub(crate) counters: CachePadded<Counters>,
     pub(crate) id: BackendId,
     pub(crate) value: B,
@@ -172,13 +171,24 @@ pub struct Member<B> {
     pub(crate) control: Arc<Control>,
 }
 
-impl<B> Member<B> {
+impl<B> Shared<B> {
     pub(crate) fn new(spec: Backend<B>, control: Arc<Control>, health: u8, ramp_from: u64) -> Self {
-        let counters = Counters::default();
-        counters.health.store(health, Ordering::Relaxed);
-        counters.ramp_from.store(ramp_from, Ordering::Relaxed);
         Self {
-            counters: CachePadded::new(counters),
+            counters: CachePadded::new(Counters {
+                refs: RefCounts::new(),
+                successes: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                ewma_bits: AtomicU64::new(0),
+                ewma_at: AtomicU64::new(0),
+                consecutive_failures: AtomicU32::new(0),
+                health: AtomicU8::new(health),
+                ejections: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
+                ramp_from: AtomicU64::new(ramp_from),
+                check_passes: AtomicU32::new(0),
+                check_fails: AtomicU32::new(0),
+                checks: AtomicU64::new(0),
+            }),
             id: spec.id,
             value: spec.value,
             zone: spec.zone,
@@ -186,62 +196,81 @@ impl<B> Member<B> {
             control,
         }
     }
+}
+
+impl<B> Member<B> {
+    pub(crate) fn from_spec(
+        spec: Backend<B>,
+        control: Arc<Control>,
+        health: u8,
+        ramp_from: u64,
+    ) -> Self {
+        Self::new(Shared::new(spec, control, health, ramp_from))
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared().counters
+    }
 
     /// The backend's id.
     #[must_use]
     pub fn id(&self) -> BackendId {
-        self.id
+        self.shared().id
     }
 
     /// The user's value.
     #[must_use]
     pub fn value(&self) -> &B {
-        &self.value
+        &self.shared().value
     }
 
     /// The backend's zone, if any.
     #[must_use]
     pub fn zone(&self) -> Option<&str> {
-        self.zone.as_deref()
+        self.shared().zone.as_deref()
+    }
+
+    pub(crate) fn zone_arc(&self) -> &Option<Arc<str>> {
+        &self.shared().zone
     }
 
     /// The backend's metadata.
     #[must_use]
     pub fn metadata(&self) -> &BTreeMap<String, String> {
-        &self.metadata
+        &self.shared().metadata
     }
 
     /// Requests currently in flight (leases not yet dropped).
     #[must_use]
     pub fn in_flight(&self) -> u64 {
-        self.counters.in_flight.load(Ordering::Relaxed)
+        self.counters().refs.in_flight()
     }
 
     /// The health the balancer currently assigns.
     #[must_use]
     pub fn health(&self) -> Health {
-        Health::from_u8(self.counters.health.load(Ordering::Acquire))
+        Health::from_u8(self.counters().health.load(Ordering::Acquire))
     }
 
     /// Whether the backend is draining (no new picks).
     #[must_use]
     pub fn is_draining(&self) -> bool {
-        self.counters.draining.load(Ordering::Acquire) != 0
+        self.counters().refs.is_draining()
     }
 
     /// The peak-EWMA latency estimate in nanoseconds (0 before the first observation).
     #[must_use]
     pub fn ewma_latency_nanos(&self) -> f64 {
-        f64::from_bits(self.counters.ewma_bits.load(Ordering::Relaxed))
+        f64::from_bits(self.counters().ewma_bits.load(Ordering::Relaxed))
     }
 }
 
 impl<B: fmt::Debug> fmt::Debug for Member<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Member")
-            .field("id", &self.id)
-            .field("value", &self.value)
-            .field("zone", &self.zone)
+            .field("id", &self.id())
+            .field("value", self.value())
+            .field("zone", &self.zone())
             .field("in_flight", &self.in_flight())
             .field("health", &self.health())
             .finish_non_exhaustive()

@@ -1,11 +1,41 @@
 //! [`Drain`]: waiting for a draining backend's last request.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex};
+
 use crate::BackendId;
-use crate::backend::Member;
+use crate::shared::Member;
+
+/// Wakes drain waiters. Process-wide rather than per backend: the lease whose drop ends a drain
+/// no longer holds a reference to the backend when it learns that (its decrement was its last
+/// access; see `shared.rs`), so it signals here. Waiters re-check their own backend, so a wake-up
+/// meant for another drain costs one check.
+struct Signal {
+    lock: Mutex<()>,
+    cv: Condvar,
+    #[cfg(feature = "tokio")]
+    notify: tokio::sync::Notify,
+}
+
+static DRAINED: Signal = Signal {
+    lock: Mutex::new(()),
+    cv: Condvar::new(),
+    #[cfg(feature = "tokio")]
+    notify: tokio::sync::Notify::const_new(),
+};
+
+/// The last lease of a draining backend dropped: wake every drain waiter.
+#[cold]
+pub(crate) fn signal_drained() {
+    {
+        let _guard = DRAINED.lock.lock();
+        DRAINED.cv.notify_all();
+    }
+    #[cfg(feature = "tokio")]
+    DRAINED.notify.notify_waiters();
+}
 
 /// A backend being drained: no new picks; complete when its in-flight count reaches zero.
 ///
@@ -24,18 +54,18 @@ use crate::backend::Member;
 /// # Ok::<(), tierkit_lb::Error>(())
 /// ```
 pub struct Drain<B> {
-    member: Arc<Member<B>>,
+    member: Member<B>,
 }
 
 impl<B> Drain<B> {
-    pub(crate) fn new(member: Arc<Member<B>>) -> Self {
+    pub(crate) fn new(member: Member<B>) -> Self {
         Self { member }
     }
 
     /// The draining backend.
     #[must_use]
     pub fn id(&self) -> BackendId {
-        self.member.id
+        self.member.id()
     }
 
     /// Requests still in flight.
@@ -54,15 +84,18 @@ impl<B> Drain<B> {
     #[must_use]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let mut guard = DRAINED.lock.lock();
+        // Checked under the signal's lock, which the last lease takes after its decrement: its
+        // wake-up cannot fall between a check and the wait.
         while !self.is_complete() {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            // Short slices: a wake-up between the check and the wait is never lost for long.
-            self.member
-                .control
-                .wait_drain((deadline - now).min(Duration::from_millis(5)));
+            // Bounded slices all the same: `undrain` + `drain` in between would not signal.
+            let _ = DRAINED
+                .cv
+                .wait_for(&mut guard, (deadline - now).min(Duration::from_millis(50)));
         }
         true
     }
@@ -71,11 +104,11 @@ impl<B> Drain<B> {
     #[cfg(feature = "tokio")]
     pub async fn wait(&self) {
         loop {
-            let notified = self.member.control.drain_notify.notified();
+            // Registered before the check: a signal after the check wakes this future.
+            let notified = DRAINED.notify.notified();
             if self.is_complete() {
                 return;
             }
-            // A bounded wait covers a notification sent between the check and `notified`.
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
         }
     }
@@ -84,7 +117,7 @@ impl<B> Drain<B> {
 impl<B> fmt::Debug for Drain<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Drain")
-            .field("id", &self.member.id)
+            .field("id", &self.member.id())
             .field("in_flight", &self.in_flight())
             .finish()
     }

@@ -25,6 +25,9 @@ pub enum NoBackend {
     /// The policy found no backend for this request (for example a locality policy whose zones
     /// have no healthy member).
     NoneMatched,
+    /// The chosen backend already has 2^31 leases alive, the most one backend can count; only
+    /// leases leaked with `mem::forget` get there. The pick is counted (as cancelled).
+    Saturated,
 }
 
 impl fmt::Display for NoBackend {
@@ -35,6 +38,7 @@ impl fmt::Display for NoBackend {
             Self::AllUnhealthy => "no backend: all ejected or unhealthy",
             Self::AllExcluded => "no backend: all excluded by the request",
             Self::NoneMatched => "no backend: none matched the policy",
+            Self::Saturated => "no backend: the chosen backend has 2^31 requests in flight",
         })
     }
 }

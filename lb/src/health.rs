@@ -2,11 +2,10 @@
 //! control block every member points to.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::{Condvar, Mutex};
 
 use crate::backend::{Counters, HEALTH_EJECTED, HEALTH_HEALTHY};
 use crate::clock::{Clock, nanos};
@@ -86,23 +85,43 @@ impl Default for OutlierDetection {
 }
 
 /// Slow start: a backend that joins (after the balancer is built) or returns from ejection or
-/// failed health checks ramps its effective weight linearly from `min_percent` to 100% over
-/// `window` (Envoy's slow start with aggression 1). Weighted policies see the ramp through
+/// failed health checks ramps its effective weight from `min_percent` to 100% over `window`,
+/// following Envoy's curve: `weight x max(min_percent / 100, (elapsed / window)^(1 / aggression))`.
+/// The default aggression, 1, ramps linearly; below 1 the ramp holds traffic back early and
+/// catches up late (0.5 is quadratic), which suits backends whose own warm-up (a cold cache, a
+/// JIT) is slow; above 1 it hands out traffic sooner. Weighted policies see the ramp through
 /// [`View::weight`](crate::View::weight); it has no effect on unweighted ones (round robin,
 /// random, least connections).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tierkit_lb::{Backend, Balancer, SlowStart, WeightedRoundRobin};
+///
+/// // Quartic: the minimum 10% until 56% of the window, half the weight at 84% of it.
+/// let ss = SlowStart::new(Duration::from_secs(30)).aggression(0.25);
+/// let lb = Balancer::builder(WeightedRoundRobin::new())
+///     .backend(Backend::new(1, "10.0.0.1:80"))
+///     .slow_start(ss)
+///     .build()?;
+/// # Ok::<(), tierkit_lb::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[must_use]
 pub struct SlowStart {
     pub(crate) window: Duration,
     pub(crate) min_percent: u8,
+    pub(crate) aggression: f64,
 }
 
 impl SlowStart {
-    /// Ramp over `window`, starting at 10%.
+    /// Ramp over `window`, linearly, starting at 10%.
     pub fn new(window: Duration) -> Self {
         Self {
             window,
             min_percent: 10,
+            aggression: 1.0,
         }
     }
 
@@ -111,6 +130,26 @@ impl SlowStart {
         self.min_percent = pct.clamp(1, 100);
         self
     }
+
+    /// The ramp's shape: the weight follows `(elapsed / window)^(1 / aggression)` (Envoy's
+    /// `aggression`; 1 = linear, the default). Must be finite and above zero, which
+    /// [`BalancerBuilder::build`](crate::BalancerBuilder::build) checks.
+    pub fn aggression(mut self, aggression: f64) -> Self {
+        self.aggression = aggression;
+        self
+    }
+
+    /// The weight factor `elapsed` into the window (`elapsed < window`), in `(0, 1]`.
+    pub(crate) fn factor(&self, elapsed: u64, window: u64) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let t = elapsed as f64 / window as f64;
+        let shaped = if self.aggression == 1.0 {
+            t
+        } else {
+            t.powf(1.0 / self.aggression)
+        };
+        shaped.max(f64::from(self.min_percent) / 100.0)
+    }
 }
 
 /// Balancer-wide settings and signals, shared by every member and lease.
@@ -118,17 +157,20 @@ pub(crate) struct Control {
     pub(crate) clock: Box<dyn Clock>,
     pub(crate) outlier: Option<OutlierDetection>,
     pub(crate) slow_start: Option<SlowStart>,
-    /// Latency EWMA time constant, nanoseconds (as f64 for the decay formula).
+    /// Latency EWMA time constant, nanoseconds (as f64 for the decay formula), and its inverse.
     pub(crate) decay_nanos: f64,
+    inv_decay_nanos: f64,
     pub(crate) failure_penalty_nanos: f64,
-    /// Set when health changed and the snapshot must be republished.
-    pub(crate) dirty: CachePadded<AtomicBool>,
+    /// Clock nanos at which the published snapshot goes stale: the next time-driven change
+    /// (ejection end, slow-start step); 0 = now (a health change on the pick path); `u64::MAX` =
+    /// never. Picks read this one word (and the clock only when it is a time) to decide whether
+    /// to republish.
+    pub(crate) refresh_at: CachePadded<AtomicU64>,
     pub(crate) ejected: AtomicUsize,
     pub(crate) members: AtomicUsize,
-    drain_lock: Mutex<()>,
-    drain_cv: Condvar,
-    #[cfg(feature = "tokio")]
-    pub(crate) drain_notify: tokio::sync::Notify,
+    /// The clock reading of the most recent latency observation (any backend): the "now" that
+    /// picks decay latency estimates to, so a pick reads no clock.
+    latest: CachePadded<AtomicU64>,
 }
 
 impl fmt::Debug for Control {
@@ -161,20 +203,24 @@ impl Control {
                 reason: "window must be > 0",
             });
         }
+        if slow_start.is_some_and(|s| !(s.aggression.is_finite() && s.aggression > 0.0)) {
+            return Err(Error::InvalidConfig {
+                name: "slow_start",
+                reason: "aggression must be finite and > 0",
+            });
+        }
         #[allow(clippy::cast_precision_loss)]
         Ok(Self {
             clock,
             outlier,
             slow_start,
             decay_nanos: nanos(decay) as f64,
+            inv_decay_nanos: 1.0 / nanos(decay) as f64,
             failure_penalty_nanos: nanos(failure_penalty) as f64,
-            dirty: CachePadded::new(AtomicBool::new(false)),
+            refresh_at: CachePadded::new(AtomicU64::new(u64::MAX)),
             ejected: AtomicUsize::new(0),
             members: AtomicUsize::new(0),
-            drain_lock: Mutex::new(()),
-            drain_cv: Condvar::new(),
-            #[cfg(feature = "tokio")]
-            drain_notify: tokio::sync::Notify::new(),
+            latest: CachePadded::new(AtomicU64::new(0)),
         })
     }
 
@@ -184,7 +230,7 @@ impl Control {
     }
 
     pub(crate) fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
+        self.refresh_at.store(0, Ordering::Release);
     }
 
     /// The EWMA decayed to `now`: `ewma x exp(-elapsed / tau)`. An estimate not refreshed for
@@ -201,12 +247,22 @@ impl Control {
         if elapsed > self.decay_nanos {
             return 0.0;
         }
-        ewma * (-elapsed / self.decay_nanos).exp()
+        ewma * exp_neg_unit(elapsed * self.inv_decay_nanos)
     }
 
-    /// Folds one latency observation into the member's peak EWMA.
-    pub(crate) fn observe(&self, c: &Counters, rtt_nanos: f64) {
-        let now = self.now();
+    /// The time of the most recent latency observation: where picks decay estimates to.
+    #[inline]
+    pub(crate) fn latest_observation(&self) -> u64 {
+        self.latest.load(Ordering::Relaxed)
+    }
+
+    /// Folds one latency observation made at `now` into the member's peak EWMA.
+    pub(crate) fn observe(&self, c: &Counters, rtt_nanos: f64, now: u64) {
+        // A plain store, not `fetch_max`: a racing observer may move it back by a moment, which
+        // only shortens one decay by as much (`elapsed` saturates at zero).
+        if now > self.latest.load(Ordering::Relaxed) {
+            self.latest.store(now, Ordering::Relaxed);
+        }
         let decayed = self.decayed_latency(c, now);
         let next = if rtt_nanos >= decayed || decayed == 0.0 {
             rtt_nanos
@@ -214,7 +270,7 @@ impl Control {
             #[allow(clippy::cast_precision_loss)]
             let elapsed = now.saturating_sub(c.ewma_at.load(Ordering::Relaxed)) as f64;
             // Weight of the new sample grows with the time since the last one.
-            let w_new = (1.0 - (-elapsed / self.decay_nanos).exp()).max(0.05);
+            let w_new = (1.0 - exp_neg_unit(elapsed * self.inv_decay_nanos)).max(0.05);
             decayed * (1.0 - w_new) + rtt_nanos * w_new
         };
         c.ewma_bits.store(next.to_bits(), Ordering::Relaxed);
@@ -227,13 +283,14 @@ impl Control {
             c.consecutive_failures.store(0, Ordering::Relaxed);
         }
         #[allow(clippy::cast_precision_loss)]
-        self.observe(c, nanos(latency) as f64);
+        self.observe(c, nanos(latency) as f64, self.now());
     }
 
     pub(crate) fn on_failure(&self, c: &Counters, id: BackendId) {
         c.failures.fetch_add(1, Ordering::Relaxed);
-        let decayed = self.decayed_latency(c, self.now());
-        self.observe(c, self.failure_penalty_nanos.max(decayed * 2.0));
+        let now = self.now();
+        let decayed = self.decayed_latency(c, now);
+        self.observe(c, self.failure_penalty_nanos.max(decayed * 2.0), now);
         let streak = c.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(od) = self.outlier
             && streak >= od.consecutive_failures
@@ -270,17 +327,34 @@ impl Control {
         tracing::warn!(backend = %id, times, ejected_for = ?length, "backend ejected");
         self.mark_dirty();
     }
+}
 
-    pub(crate) fn notify_drained(&self) {
-        let _guard = self.drain_lock.lock();
-        self.drain_cv.notify_all();
-        #[cfg(feature = "tokio")]
-        self.drain_notify.notify_waiters();
-    }
+/// `e^-x` for `x` in `[0, 1]` (clamped), relative error below 3e-6: `e^-1/2 x e^(1/2 - x)` with a
+/// degree-6 Taylor polynomial for the second factor (`|1/2 - x| <= 1/2`). The latency decay runs
+/// on every least-latency pick; a libm `exp` call costs several times more, and the decay needs
+/// no more precision than this.
+#[inline]
+pub(crate) fn exp_neg_unit(x: f64) -> f64 {
+    let t = 0.5 - x.clamp(0.0, 1.0);
+    let p = 1.0
+        + t * (1.0
+            + t * (1.0 / 2.0
+                + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (1.0 / 120.0 + t * (1.0 / 720.0))))));
+    p * 0.606_530_659_712_633_4
+}
 
-    /// Waits up to `slice` for a drain notification.
-    pub(crate) fn wait_drain(&self, slice: Duration) {
-        let mut guard = self.drain_lock.lock();
-        let _ = self.drain_cv.wait_for(&mut guard, slice);
+#[cfg(test)]
+mod tests {
+    use super::exp_neg_unit;
+
+    #[test]
+    fn exp_neg_unit_matches_exp() {
+        for k in 0..=10_000 {
+            let x = f64::from(k) / 10_000.0;
+            let (got, want) = (exp_neg_unit(x), (-x).exp());
+            assert!(((got - want) / want).abs() < 3e-6, "x {x}: {got} vs {want}");
+        }
+        assert_eq!(exp_neg_unit(-1.0), exp_neg_unit(0.0));
+        assert_eq!(exp_neg_unit(2.0), exp_neg_unit(1.0));
     }
 }

@@ -2,12 +2,10 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::BackendId;
-use crate::backend::Member;
+use crate::shared::{LeaseRef, Member, Refused};
 
 /// A picked backend, counted as one request in flight until the lease is dropped.
 ///
@@ -15,7 +13,12 @@ use crate::backend::Member;
 /// latency-aware policies learn from) or [`failure`](Lease::failure) (which outlier detection
 /// counts). Dropping the lease without either counts the request as cancelled: it leaves the
 /// in-flight count and nothing else. The lease keeps the backend's value alive even if the
-/// backend is removed meanwhile, and it is `Send`: hold it across `.await`.
+/// backend is removed (or the balancer dropped) meanwhile, and it is `Send` and `'static`: hold
+/// it across `.await`, move it into a spawned task.
+///
+/// Cost: taking a lease is one atomic increment of the backend's state word (in flight and the
+/// pick counter together) and dropping it one decrement; the in-flight count is also what keeps
+/// the backend's state alive, so there is no separate reference count.
 ///
 /// Derefs to the backend's value `B`.
 ///
@@ -35,76 +38,63 @@ use crate::backend::Member;
 /// ```
 #[must_use = "a lease counts a request in flight until dropped; report its outcome"]
 pub struct Lease<B> {
-    member: Arc<Member<B>>,
+    inner: LeaseRef<B>,
 }
 
 impl<B> Lease<B> {
+    /// Counts a pick of `member` and one request in flight, unless refused (saturated, or
+    /// draining since the caller's snapshot).
     #[inline]
-    pub(crate) fn new(member: Arc<Member<B>>) -> Self {
-        let c = &member.counters;
-        c.in_flight.fetch_add(1, Ordering::Relaxed);
-        c.picks.fetch_add(1, Ordering::Relaxed);
-        Self { member }
+    pub(crate) fn new(member: &Member<B>) -> Result<Self, Refused> {
+        LeaseRef::new(member).map(|inner| Self { inner })
     }
 
     /// The backend's id.
     #[must_use]
     pub fn id(&self) -> BackendId {
-        self.member.id
+        self.inner.shared().id
     }
 
     /// The backend's value.
     #[must_use]
     pub fn backend(&self) -> &B {
-        &self.member.value
+        &self.inner.shared().value
     }
 
     /// The backend's zone, if any.
     #[must_use]
     pub fn zone(&self) -> Option<&str> {
-        self.member.zone.as_deref()
+        self.inner.shared().zone.as_deref()
     }
 
     /// The request succeeded after `latency`: resets the failure streak and feeds the latency
-    /// estimate.
+    /// estimate (one clock read, to timestamp the observation).
     pub fn success(self, latency: Duration) {
-        self.member
-            .control
-            .on_success(&self.member.counters, latency);
+        let s = self.inner.shared();
+        s.control.on_success(&s.counters, latency);
     }
 
     /// The request failed: counts toward ejection and records a latency penalty.
     pub fn failure(self) {
-        self.member
-            .control
-            .on_failure(&self.member.counters, self.member.id);
+        let s = self.inner.shared();
+        s.control.on_failure(&s.counters, s.id);
     }
 }
 
 impl<B> Deref for Lease<B> {
     type Target = B;
 
-    fn deref(&self) -> &B {
-        &self.member.value
-    }
-}
-
-impl<B> Drop for Lease<B> {
     #[inline]
-    fn drop(&mut self) {
-        let c = &self.member.counters;
-        let before = c.in_flight.fetch_sub(1, Ordering::Release);
-        if before == 1 && c.draining.load(Ordering::Acquire) != 0 {
-            self.member.control.notify_drained();
-        }
+    fn deref(&self) -> &B {
+        &self.inner.shared().value
     }
 }
 
 impl<B: fmt::Debug> fmt::Debug for Lease<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("id", &self.member.id)
-            .field("backend", &self.member.value)
+            .field("id", &self.id())
+            .field("backend", self.backend())
             .finish()
     }
 }

@@ -32,7 +32,10 @@
 //!   (in flight, latency, failures) live with the backend, keyed by its [`BackendId`], and
 //!   survive every rebuild.
 //! - **Leases.** A pick returns a [`Lease`] that counts the request in flight until dropped and
-//!   records its outcome; latency-aware policies and outlier detection learn from it.
+//!   records its outcome; latency-aware policies and outlier detection learn from it. The
+//!   in-flight count is also the lease's hold on its backend (no separate reference count), so
+//!   a pick plus lease drop is two atomic read-modify-writes on the backend's state word;
+//!   round-robin cursors are per thread and a pick reads no clock.
 //! - **Health.** Passive: [`OutlierDetection`] ejects a backend after consecutive failures, for
 //!   growing periods. Active (feature `tokio`): a [`HealthCheck`] task with rise/fall
 //!   thresholds. Recovered and new backends can ramp up with [`SlowStart`]. Below the panic
@@ -62,14 +65,16 @@ mod error;
 mod health;
 mod lease;
 mod policy;
+mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod stats;
+mod sync;
 mod view;
 
 #[cfg(feature = "tokio")]
 pub use active::{CheckConfig, HealthCheck, TcpConnect};
-pub use backend::{Backend, BackendId, Health, Member};
+pub use backend::{Backend, BackendId, Health};
 pub use balancer::Balancer;
 pub use builder::BalancerBuilder;
 pub use clock::{Clock, MockClock, SystemClock};
@@ -83,6 +88,7 @@ pub use policy::{
     PowerOfTwoChoices, Random, RoundRobin, Sticky, Tier, WeightedLeastConnections, WeightedRandom,
     WeightedRoundRobin, seed_thread_rng,
 };
+pub use shared::Member;
 pub use stats::{BackendStats, BalancerStats};
 pub use view::View;
 

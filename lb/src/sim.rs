@@ -735,6 +735,18 @@ pub fn cold_join(slow_start: bool) -> Scenario {
     }
 }
 
+/// E with a shaped ramp: [`cold_join`] with slow start on, its weight following
+/// `(elapsed / window)^(1 / aggression)` ([`SlowStart::aggression`]) instead of a straight line.
+/// An aggression below 1 holds the newcomer back while it is slowest: with 0.25 (quartic) its
+/// offered share stays under its warming capacity all the way (a linear ramp overtakes it by
+/// the middle of the window).
+pub fn cold_join_shaped(aggression: f64) -> Scenario {
+    let mut s =
+        cold_join(true).slow_start(SlowStart::new(Duration::from_secs(10)).aggression(aggression));
+    s.name = format!("E: cold join, slow start aggression {aggression}");
+    s
+}
+
 /// F: 10 backends of 10 ms at 70% load; one fails fast from 5 s to 10 s, with outlier
 /// detection (5 consecutive failures eject for 2 s, then 4 s, ...). The window 15-25 s shows
 /// whether the recovered backend gets its share back.
@@ -758,7 +770,8 @@ pub fn outage_recovery() -> Scenario {
         .window(Duration::from_secs(15), Duration::from_secs(25))
 }
 
-/// Every standard scenario, in order: A, B, C, D, E without and with slow start, F.
+/// Every standard scenario, in order: A, B, C, D, E without and with slow start (linear, then
+/// quartic: aggression 0.25), F.
 pub fn standard() -> Vec<Scenario> {
     vec![
         equal_pool(),
@@ -767,6 +780,7 @@ pub fn standard() -> Vec<Scenario> {
         failing_backend(),
         cold_join(false),
         cold_join(true),
+        cold_join_shaped(0.25),
         outage_recovery(),
     ]
 }

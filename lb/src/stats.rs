@@ -27,13 +27,15 @@ pub struct BackendStats {
     pub effective_weight: f64,
     /// Leases held now.
     pub in_flight: u64,
-    /// Leases handed out.
+    /// Picks that chose this backend (exact, 64-bit). A pick refused by the backend (it began
+    /// draining under a racing pick, or is saturated) counts here and as cancelled.
     pub picks: u64,
     /// Leases reported successful.
     pub successes: u64,
     /// Leases reported failed.
     pub failures: u64,
-    /// Leases dropped without an outcome (`picks - successes - failures - in_flight`).
+    /// Leases dropped without an outcome, and refused picks
+    /// (`picks - successes - failures - in_flight`).
     pub cancelled: u64,
     /// Times ejected by outlier detection.
     pub ejections: u32,
@@ -66,18 +68,19 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             .iter()
             .zip(&snap.weights_all)
             .map(|(m, &weight)| {
-                let c = &m.counters;
-                let in_flight = c.in_flight.load(Ordering::Relaxed);
-                let picks = c.picks.load(Ordering::Relaxed);
+                let c = m.counters();
+                // Picks first: every lease in `in_flight` is then also in `picks`.
+                let picks = c.refs.picks();
+                let in_flight = c.refs.in_flight();
                 let successes = c.successes.load(Ordering::Relaxed);
                 let failures = c.failures.load(Ordering::Relaxed);
-                let pos = snap.eligible.iter().position(|e| Arc::ptr_eq(e, m));
+                let pos = snap.eligible.iter().position(|e| e.same(m));
                 let ewma = m.ewma_latency_nanos();
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let latency = (ewma > 0.0).then(|| Duration::from_nanos(ewma as u64));
                 BackendStats {
-                    id: m.id,
-                    zone: m.zone.clone(),
+                    id: m.id(),
+                    zone: m.zone_arc().clone(),
                     health: m.health(),
                     draining: m.is_draining(),
                     eligible: pos.is_some(),

@@ -13,7 +13,11 @@ use crate::{Context, Policy, View};
 ///   constant `tau` from [`BalancerBuilder::latency_decay`](crate::BalancerBuilder::latency_decay),
 ///   10 s by default), and an estimate older than `tau` counts as unknown, so a backend that was
 ///   penalised and then left alone is probed again after at most `tau`. A backend returning from
-///   ejection or failed health checks starts with no estimate.
+///   ejection or failed health checks starts with no estimate. A pick reads no clock: it decays
+///   estimates to the time of the balancer's most recent observation (any backend's
+///   [`success`](crate::Lease::success) or [`failure`](crate::Lease::failure), which read the
+///   clock once each), which trails the present by the gap between two responses. While no
+///   response arrives at all, estimates stop ageing.
 /// - **Failures count as slow**: a failure is recorded as a latency of
 ///   [`failure_penalty`](crate::BalancerBuilder::failure_penalty), so a backend that fails fast
 ///   does not look fast.
@@ -65,7 +69,8 @@ impl<B> Policy<B> for LeastLatency {
         let mut cands = [0; MAX_CHOICES];
         let k = sample_distinct(view.len(), self.p2c.choices(), &mut cands);
         let cands = &cands[..k];
-        let now = view.now_nanos();
+        // No clock read: estimates decay to the latest observation (see the type's docs).
+        let now = view.latest_observation();
         let mut lat = [0.0f64; MAX_CHOICES];
         let mut known = 0.0f64;
         for (slot, &i) in lat.iter_mut().zip(cands) {
@@ -76,9 +81,8 @@ impl<B> Policy<B> for LeastLatency {
             known = 1.0;
         }
         #[allow(clippy::cast_precision_loss)]
-        least(view, ctx, cands, |i| {
-            let pos = cands.iter().position(|&c| c == i).unwrap_or(0);
-            let l = if lat[pos] > 0.0 { lat[pos] } else { known };
+        least(view, ctx, cands, |j, i| {
+            let l = if lat[j] > 0.0 { lat[j] } else { known };
             (
                 l * (view.in_flight(i) + 1) as f64,
                 f64::from(view.weight(i)),

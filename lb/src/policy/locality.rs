@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::backend::Member;
+use crate::Member;
 use crate::policy::rng;
 use crate::{Context, Policy, View};
 
@@ -124,7 +124,7 @@ impl<P: fmt::Debug> fmt::Debug for Locality<P> {
 
 /// One zone's eligible backends and the inner policy's data for them.
 struct Group<B, T> {
-    eligible: Vec<Arc<Member<B>>>,
+    eligible: Vec<Member<B>>,
     weights: Vec<u32>,
     to_outer: Vec<usize>,
     prepared: T,
@@ -160,7 +160,7 @@ impl<B, T> LocalityPlan<B, T> {
                 #[allow(clippy::cast_precision_loss)]
                 let share = (g.until - prev) as f64 / u64::MAX as f64;
                 prev = g.until;
-                (g.eligible.first().and_then(|m| m.zone.clone()), share)
+                (g.eligible.first().and_then(|m| m.zone_arc().clone()), share)
             })
             .collect()
     }
@@ -187,23 +187,23 @@ where
         }
         let implicit = tiers.len();
         for m in view.all_members() {
-            if !slot_of.contains_key(&m.zone) {
-                slot_of.insert(m.zone.clone(), (implicit, 1));
+            if !slot_of.contains_key(m.zone_arc()) {
+                slot_of.insert(m.zone_arc().clone(), (implicit, 1));
                 if tiers.len() == implicit {
                     tiers.push(Vec::new());
                 }
-                tiers[implicit].push(m.zone.clone());
+                tiers[implicit].push(m.zone_arc().clone());
             }
         }
         // Members (not draining) and eligible backends per zone.
         let mut total: HashMap<Option<Arc<str>>, usize> = HashMap::new();
         for m in view.all_members().iter().filter(|m| !m.is_draining()) {
-            *total.entry(m.zone.clone()).or_default() += 1;
+            *total.entry(m.zone_arc().clone()).or_default() += 1;
         }
         let mut eligible: HashMap<Option<Arc<str>>, Vec<usize>> = HashMap::new();
         for i in 0..view.len() {
             eligible
-                .entry(view.member(i).zone.clone())
+                .entry(view.member(i).zone_arc().clone())
                 .or_default()
                 .push(i);
         }
@@ -257,12 +257,12 @@ where
                 continue;
             };
             acc += share / covered;
-            let members: Vec<Arc<Member<B>>> = idx
+            let members: Vec<Member<B>> = idx
                 .iter()
-                .map(|&i| Arc::clone(&view.eligible_slice()[i]))
+                .map(|&i| view.eligible_slice()[i].clone())
                 .collect();
             let weights: Vec<u32> = idx.iter().map(|&i| view.weight(i)).collect();
-            let sub = View::new(&members, &weights, view.all_members(), view.control());
+            let sub = view.sub(&members, &weights);
             let prepared = self.inner.prepare(&sub);
             #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
             let until = if acc >= 1.0 {
@@ -290,7 +290,7 @@ where
         // The drawn zone first; if the request excludes all of it, the other zones in order.
         (0..plan.groups.len()).find_map(|k| {
             let g = &plan.groups[(start + k) % plan.groups.len()];
-            let sub = View::new(&g.eligible, &g.weights, view.all_members(), view.control());
+            let sub = view.sub(&g.eligible, &g.weights);
             self.inner
                 .pick(&g.prepared, &sub, ctx)
                 .map(|i| g.to_outer[i])

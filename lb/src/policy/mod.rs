@@ -99,6 +99,8 @@ pub(crate) fn gcd(a: u32, b: u32) -> u32 {
 pub(crate) fn two_distinct(n: usize) -> (usize, usize) {
     let r = rng::next_u64();
     let a = below(r, n);
-    let b = (a + 1 + below(r.rotate_left(32), n - 1)) % n;
+    // a + 1 + (0..n-1) spans a+1 ..= a+n-1: wrap once instead of dividing.
+    let b = a + 1 + below(r.rotate_left(32), n - 1);
+    let b = if b >= n { b - n } else { b };
     (a, b)
 }

@@ -92,22 +92,23 @@ pub(crate) fn sample_distinct(n: usize, k: usize, out: &mut [usize; MAX_CHOICES]
     len
 }
 
-/// The candidate with the least cost among `cands`, skipping disallowed ones; `cost` returns a
-/// `(numerator, denominator)` pair compared by cross-multiplication.
+/// The candidate with the least cost among `cands`, skipping disallowed ones; `cost(j, i)` (the
+/// candidate's position in `cands` and its index) returns a `(numerator, denominator)` pair
+/// compared by cross-multiplication.
 #[inline]
 pub(crate) fn least<B>(
     view: &View<'_, B>,
     ctx: &Context<'_>,
     cands: &[usize],
-    cost: impl Fn(usize) -> (f64, f64),
+    cost: impl Fn(usize, usize) -> (f64, f64),
 ) -> Option<usize> {
     let unrestricted = ctx.is_unrestricted();
     let mut best: Option<(usize, f64, f64)> = None;
-    for &i in cands {
+    for (j, &i) in cands.iter().enumerate() {
         if !unrestricted && !ctx.allows(view.id(i)) {
             continue;
         }
-        let (num, den) = cost(i);
+        let (num, den) = cost(j, i);
         match best {
             Some((_, bn, bd)) if num * bd >= bn * den => {}
             _ => best = Some((i, num, den)),
@@ -129,7 +130,7 @@ impl<B> Policy<B> for PowerOfTwoChoices {
         let mut cands = [0; MAX_CHOICES];
         let k = sample_distinct(view.len(), self.choices, &mut cands);
         #[allow(clippy::cast_precision_loss)]
-        least(view, ctx, &cands[..k], |i| {
+        least(view, ctx, &cands[..k], |_, i| {
             ((view.in_flight(i) + 1) as f64, f64::from(view.weight(i)))
         })
     }

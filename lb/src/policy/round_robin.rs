@@ -1,6 +1,6 @@
 //! [`RoundRobin`]: each backend in turn.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use crossbeam_utils::CachePadded;
 
@@ -8,8 +8,13 @@ use crate::{Context, Policy, View};
 
 /// Picks eligible backends in turn, ignoring weights and load.
 ///
-/// One shared cursor (cache-padded, one `fetch_add` per pick); the cursor survives membership
-/// changes, so a rebuild does not restart the rotation at the first backend.
+/// Each thread walks the rotation with its own cursor, so a pick writes nothing shared; a
+/// thread's first pick from a balancer takes the next start position of a shared rotation (the
+/// first thread starts at the first backend, the second at the second, ...), which spreads
+/// threads apart. One thread's picks are exact round robin; over all threads every backend's
+/// count is within the number of threads of the others. The cursors survive membership changes,
+/// so a rebuild does not restart the rotation at the first backend. A pick made from inside a
+/// [`Context::only`](crate::Context::only) filter (re-entrant) uses a shared cursor instead.
 ///
 /// # Examples
 ///
@@ -43,7 +48,7 @@ impl<B> Policy<B> for RoundRobin {
 
     #[inline]
     fn pick(&self, _: &(), view: &View<'_, B>, ctx: &Context<'_>) -> Option<usize> {
-        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % view.len();
+        let i = view.rotate(view.len(), &self.cursor);
         if ctx.is_unrestricted() {
             Some(i)
         } else {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use dashmap::DashMap;
 
-use crate::{BackendId, Context, Policy, View};
+use crate::{BackendId, Context, Member, Policy, View};
 
 /// Session affinity: the first request with a key is placed by the inner policy `P`, and every
 /// later request with that key goes to the same backend for as long as it stays in the serving
@@ -100,7 +100,7 @@ impl<B, P: Policy<B>> Policy<B> for Sticky<P> {
 
     fn prepare(&self, view: &View<'_, B>) -> Self::Prepared {
         let members: std::collections::HashSet<BackendId> =
-            view.all_members().iter().map(|m| m.id).collect();
+            view.all_members().iter().map(Member::id).collect();
         self.table.retain(|_, id| members.contains(id));
         StickyPrepared {
             inner: self.inner.prepare(view),

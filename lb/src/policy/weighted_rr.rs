@@ -1,6 +1,6 @@
 //! [`WeightedRoundRobin`]: nginx's smooth weighted round robin, precomputed per snapshot.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use crossbeam_utils::CachePadded;
 
@@ -16,7 +16,11 @@ const MAX_SCHEDULE: u64 = 1 << 16;
 ///
 /// Instead of nginx's O(n) scan per pick under a lock, the cycle is computed once per snapshot
 /// (weights divided by their gcd; sums above 65,536 are scaled down proportionally) and a pick is
-/// one `fetch_add` and an array read: O(1) at any pool size.
+/// an array read: O(1) at any pool size, no shared write. As with
+/// [`RoundRobin`](crate::RoundRobin), each thread walks the cycle with its own cursor (its first
+/// pick takes the next start position of a shared rotation), so the smoothness guarantee (no
+/// backend more than `ceil(w_i / w_min)` times in a row, exact shares over a cycle) holds for
+/// each thread's sequence of picks.
 ///
 /// # Examples
 ///
@@ -98,7 +102,7 @@ impl<B> Policy<B> for WeightedRoundRobin {
         if schedule.is_empty() {
             return view.first_allowed_from(0, ctx);
         }
-        let k = self.cursor.fetch_add(1, Ordering::Relaxed) % schedule.len();
+        let k = view.rotate(schedule.len(), &self.cursor);
         let i = schedule[k] as usize;
         if ctx.is_unrestricted() || ctx.allows(view.id(i)) {
             return Some(i);

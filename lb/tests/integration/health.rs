@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tierkit_lb::{
-    Backend, BackendId, Balancer, Context, Health, MockClock, NoBackend, OutlierDetection,
+    Backend, BackendId, Balancer, Context, Error, Health, MockClock, NoBackend, OutlierDetection,
     PowerOfTwoChoices, RoundRobin, SlowStart, WeightedRoundRobin,
 };
 
@@ -155,6 +155,49 @@ fn slow_start_ramps_a_new_backend() {
     let at100 = share(&lb);
     assert!((0.24..0.26).contains(&at100), "done {at100}");
     assert!((lb.stats().backends[3].effective_weight - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn slow_start_aggression_shapes_the_ramp() {
+    let clock = MockClock::new();
+    let lb = Balancer::builder(WeightedRoundRobin::new())
+        .backends((0..3u64).map(|i| Backend::new(i, i)))
+        .clock(clock.clone())
+        .slow_start(SlowStart::new(Duration::from_secs(100)).aggression(0.5))
+        .build()
+        .unwrap();
+    lb.add(Backend::new(3u64, 3)).unwrap();
+    let weight = |lb: &Balancer<u64, WeightedRoundRobin>| {
+        drop(lb.pick(&Context::new()).unwrap());
+        lb.stats().backends[3].effective_weight
+    };
+    assert!((weight(&lb) - 0.1).abs() < 0.011, "the minimum first");
+    clock.advance(Duration::from_secs(50));
+    assert!(
+        (weight(&lb) - 0.25).abs() < 0.011,
+        "quadratic: 0.5^2 half-way"
+    );
+    clock.advance(Duration::from_secs(40));
+    assert!((weight(&lb) - 0.81).abs() < 0.011, "0.9^2");
+    clock.advance(Duration::from_secs(11));
+    assert!((weight(&lb) - 1.0).abs() < 1e-9);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let err = Balancer::builder(WeightedRoundRobin::new())
+            .backend(Backend::new(0u64, 0))
+            .slow_start(SlowStart::new(Duration::from_secs(1)).aggression(bad))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    name: "slow_start",
+                    ..
+                }
+            ),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

@@ -217,3 +217,174 @@ fn concurrent_picks_never_return_a_removed_backend() {
     run(PowerOfTwoChoices::new());
     run(tierkit_lb::ConsistentHash::ring());
 }
+
+/// Stress for the lease/handle reference counting (`shared.rs`): leases are taken on several
+/// threads, moved to other threads and dropped there, held across their backend's removal and
+/// across drains, while membership churns. Every backend value must be dropped exactly once,
+/// and never while a lease or handle can still read it (each value carries a canary that its
+/// drop destroys; holders check it).
+#[test]
+fn leases_and_handles_free_each_backend_exactly_once_under_churn() {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::mpsc;
+
+    const MAGIC: u64 = 0x5eed_cafe_f00d_d00d;
+    const IDS: usize = 1 << 16;
+
+    struct Tracked {
+        id: u64,
+        canary: u64,
+        drops: Arc<Vec<AtomicU32>>,
+    }
+    impl Tracked {
+        fn check(&self) {
+            assert_eq!(
+                self.canary,
+                MAGIC ^ self.id,
+                "backend {} used after free",
+                self.id
+            );
+        }
+    }
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.check();
+            self.canary = 0;
+            self.drops[self.id as usize].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn run<P: tierkit_lb::Policy<Tracked>>(policy: P) {
+        let drops: Arc<Vec<AtomicU32>> = Arc::new((0..IDS).map(|_| AtomicU32::new(0)).collect());
+        let tracked = |id: u64| Tracked {
+            id,
+            canary: MAGIC ^ id,
+            drops: drops.clone(),
+        };
+        let lb = Arc::new(
+            Balancer::builder(policy)
+                .backends((0..8u64).map(|i| Backend::new(i, tracked(i))))
+                .build()
+                .unwrap(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let picked = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel::<tierkit_lb::Lease<Tracked>>();
+        let rx = Arc::new(parking_lot::Mutex::new(rx));
+        // Droppers: receive leases from the pickers and drop them (in batches, so some live a
+        // while), reporting outcomes on some.
+        let droppers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    let mut n = 0u64;
+                    loop {
+                        let next = rx.lock().recv_timeout(Duration::from_millis(1));
+                        match next {
+                            Ok(l) => {
+                                l.check();
+                                held.push(l);
+                            }
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        }
+                        if held.len() >= 16 {
+                            for l in held.drain(..) {
+                                n += 1;
+                                match n % 3 {
+                                    0 => l.success(Duration::from_micros(n % 500)),
+                                    1 => l.failure(),
+                                    _ => drop(l),
+                                }
+                            }
+                        }
+                    }
+                    drop(held);
+                })
+            })
+            .collect();
+        // Pickers: keep some leases locally, send the others away.
+        let pickers: Vec<_> = (0..3)
+            .map(|t| {
+                let (lb, stop, tx) = (lb.clone(), stop.clone(), tx.clone());
+                let picked = picked.clone();
+                std::thread::spawn(move || {
+                    let mut local = Vec::new();
+                    let mut k = 0u64;
+                    while !stop.load(Ordering::Acquire) {
+                        k += 1;
+                        if let Ok(l) = lb.pick(&Context::new().hash(k)) {
+                            l.check();
+                            picked.fetch_add(1, Ordering::Relaxed);
+                            if (k + t).is_multiple_of(4) {
+                                local.push(l);
+                            } else {
+                                let _ = tx.send(l);
+                            }
+                        }
+                        if local.len() > 32 {
+                            local.drain(..16);
+                        }
+                        if k.is_multiple_of(97) {
+                            for m in lb.members() {
+                                m.value().check();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        // Churn: remove the oldest member, add a fresh id, sometimes drain one first; at least
+        // 2,000 rounds and 50,000 picks interleaved with them (however the scheduler treats the
+        // threads), within the id budget.
+        let mut next = 8u64;
+        let mut round = 0u64;
+        while next < IDS as u64 && (round < 2_000 || picked.load(Ordering::Relaxed) < 50_000) {
+            round += 1;
+            let victim = round - 1;
+            if round.is_multiple_of(5) {
+                let drain = lb.drain(BackendId(victim)).unwrap();
+                if drain.wait_timeout(Duration::from_millis(1)) {
+                    assert_eq!(drain.in_flight(), 0);
+                }
+                if round.is_multiple_of(10) {
+                    lb.undrain(BackendId(victim)).unwrap();
+                }
+            }
+            lb.remove(BackendId(victim)).unwrap();
+            lb.add(Backend::new(next, tracked(next))).unwrap();
+            next += 1;
+            if round.is_multiple_of(8) {
+                std::thread::yield_now();
+            }
+        }
+        assert!(picked.load(Ordering::Relaxed) > 1_000);
+        stop.store(true, Ordering::Release);
+        for p in pickers {
+            p.join().unwrap();
+        }
+        for d in droppers {
+            d.join().unwrap();
+        }
+        // Every lease is gone; the removed backends are freed, the members still hold theirs.
+        let members: Vec<u64> = lb.members().iter().map(|m| m.value().id).collect();
+        assert_eq!(members.len(), 8);
+        for id in 0..next {
+            let expect = u32::from(!members.contains(&id));
+            assert_eq!(
+                drops[id as usize].load(Ordering::SeqCst),
+                expect,
+                "backend {id}"
+            );
+        }
+        drop(lb);
+        for id in 0..next {
+            assert_eq!(drops[id as usize].load(Ordering::SeqCst), 1, "backend {id}");
+        }
+    }
+    run(RoundRobin::new());
+    run(PowerOfTwoChoices::new());
+    run(LeastLatency::new());
+}

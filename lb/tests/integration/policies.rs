@@ -51,6 +51,71 @@ fn round_robin_is_exact() {
     assert!(c.values().all(|&v| v == 1_000), "{c:?}");
 }
 
+/// Each thread walks the rotation with its own cursor: every thread's picks are exact round
+/// robin, threads start at different positions, and over all threads every backend's count is
+/// within the number of threads of the others.
+#[test]
+fn round_robin_rotates_per_thread() {
+    const THREADS: usize = 4;
+    let lb = pool(RoundRobin::new(), &[1; 7]);
+    let seqs: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..1_000)
+                        .map(|_| *lb.pick(&Context::new()).unwrap())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut total: HashMap<u64, usize> = HashMap::new();
+    for seq in &seqs {
+        for w in seq.windows(2) {
+            assert_eq!(w[1], (w[0] + 1) % 7, "{seq:?}");
+        }
+        for &v in seq {
+            *total.entry(v).or_default() += 1;
+        }
+    }
+    let mut starts: Vec<u64> = seqs.iter().map(|s| s[0]).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), THREADS, "threads start apart");
+    let (min, max) = (total.values().min().unwrap(), total.values().max().unwrap());
+    assert!(max - min <= THREADS, "{total:?}");
+}
+
+/// Smooth WRR's guarantees hold for each thread's picks when several threads share a balancer.
+#[test]
+fn smooth_wrr_is_smooth_per_thread() {
+    let weights = [5, 1, 1, 3, 2];
+    let lb = pool(WeightedRoundRobin::new(), &weights);
+    let cycle: usize = weights.iter().map(|&w| w as usize).sum();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let seq: Vec<u64> = (0..cycle * 20)
+                    .map(|_| *lb.pick(&Context::new()).unwrap())
+                    .collect();
+                for window in seq.chunks(cycle) {
+                    for (i, &w) in weights.iter().enumerate() {
+                        let got = window.iter().filter(|&&v| v == i as u64).count();
+                        assert_eq!(got, w as usize, "share of {i} in {window:?}");
+                    }
+                }
+                for (v, run) in longest_cyclic_run(&seq[..cycle]) {
+                    assert!(
+                        run as u32 <= weights[v as usize],
+                        "backend {v} ran {run} times"
+                    );
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn random_is_uniform_within_tolerance() {
     seed_thread_rng(1);

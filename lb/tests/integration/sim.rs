@@ -160,6 +160,27 @@ fn slow_start_protects_a_cold_backend() {
     }
 }
 
+/// A quartic ramp (aggression 0.25) keeps smooth WRR's newcomer below its warming capacity,
+/// where the linear ramp overtakes it half-way; load-aware policies stay protected.
+#[test]
+fn shaped_slow_start_protects_the_cold_backend_under_wrr() {
+    let linear = short(sim::cold_join(true))
+        .run(WeightedRoundRobin::new(), Weighting::Equal)
+        .unwrap();
+    let shaped = short(sim::cold_join_shaped(0.25))
+        .run(WeightedRoundRobin::new(), Weighting::Equal)
+        .unwrap();
+    let new_p99 = |r: &Report| r.notable_backend().unwrap().p99.unwrap();
+    assert!(
+        new_p99(&shaped) * 4 < new_p99(&linear),
+        "{linear}\n{shaped}"
+    );
+    assert!(new_p99(&shaped) < Duration::from_millis(500), "{shaped}");
+    for r in short(sim::cold_join_shaped(0.25)).compare().unwrap() {
+        assert!(share(&r) > 0.03, "{r}");
+    }
+}
+
 #[test]
 fn servers_leave_and_multi_worker_servers_share_by_capacity() {
     let ms = Duration::from_millis;
