@@ -3,26 +3,34 @@
 //! `cargo bench --bench cache` (add `-- lru/` to run one group). Before criterion starts, a table
 //! of heap bytes per entry (10,000 `u64 -> u64` entries, counting global allocator) is printed.
 //!
-//! - `lru/get_hit`: `get` of a present key in a full 10,000-entry cache; tierkit's `LruCache`
-//!   carries a default TTL (1 h) so every lookup also checks expiry. Each side with its default
-//!   hasher (tierkit: std `RandomState`, SipHash-1-3; `lru`: hashbrown's foldhash), then both
-//!   with the same fast hasher (`fx`).
+//! Row names say what differs from the peer. tierkit's single-owner caches carry a default TTL
+//! (1 h, so nothing expires but every lookup checks it) read from the exact `SystemClock` unless
+//! the row says `coarse` (`CoarseClock`: lookups read a timestamp refreshed every millisecond);
+//! `no_ttl` rows carry none. Hashers: tierkit's default is std `RandomState` (keyed SipHash-1-3),
+//! `lru`'s and quick_cache's is foldhash; `fast` rows give tierkit `FastHashBuilder` (foldhash),
+//! the peers' own default, and `sip` rows give quick_cache std `RandomState`, so every ratio can
+//! be read default against default and hasher against same hasher.
+//!
+//! - `lru/get_hit`: `get` of a present key in a full 10,000-entry cache.
 //! - `lru/insert_evict`: `insert` of a key never seen before into the full cache (one eviction
 //!   per insert).
 //! - `s3fifo/*`, `fifo/*`, `lfu/*`: the same two for tierkit's other policies; quick_cache's
 //!   `unsync::Cache` (an S3-FIFO-like CLOCK-Pro) sits in the `s3fifo` group.
+//! - `concurrent/get_hit`: one thread's `get` of a present key through the shared lock.
 //! - `concurrent/mixed_90_10/{1,2}`: 1 and 2 threads (the machine has 2 cores), each replaying its
 //!   own Zipf(0.9) stream over 100,000 keys into a 10,000-entry cache: 9 `get` for 1 `insert`.
 //!   Time per operation of the whole group of threads (`iter_custom`, threads started before the
 //!   clock and released by a barrier). tierkit: `ConcurrentCache` of `LruCache` and of
-//!   `S3FifoCache` with default shards and hasher (SipHash), and `LruCache` with `fx`; peers:
-//!   quick_cache `sync::Cache` (foldhash), moka `sync::Cache` (SipHash), all without TTL.
-//! - `clock/instant_now`: one `Instant::now()` through `Arc<dyn Clock>`, the cost a TTL check
-//!   adds to a lookup on this machine.
+//!   `S3FifoCache`, default shards; peers: quick_cache `sync::Cache`, moka `sync::Cache`
+//!   (SipHash); nobody carries a TTL. In these groups `fast` also means
+//!   `count_lookups(false)`: quick_cache's defaults, which count no hits or misses;
+//!   `fast_counted` keeps tierkit's default counting.
+//! - `clock/*`: one reading of each clock through `Arc<dyn Clock>`: what a TTL check adds.
 
 // Key indices and counts are small; the casts cannot truncate.
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
+use std::hash::RandomState;
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Barrier};
@@ -39,10 +47,10 @@ mod peers;
 #[path = "../examples/support/workload.rs"]
 mod workload;
 
-use peers::{FxBuild, Ops, SharedOps, Tk};
+use peers::{Ops, SharedOps, Tk, quick_sync};
 use tierkit::cache::{
-    CacheBuilder, CachePolicy, Clock, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
-    SystemClock,
+    CacheBuilder, CachePolicy, Clock, CoarseClock, ConcurrentCache, FastHashBuilder, FifoCache,
+    LfuCache, LruCache, S3FifoCache, SystemClock,
 };
 
 #[global_allocator]
@@ -67,11 +75,30 @@ fn tk<P: CachePolicy<u64, u64>>() -> Tk<P> {
         .expect("valid config"))
 }
 
-/// The same with the fast `fx` hasher.
-fn tk_fx<P: CachePolicy<u64, u64, FxBuild>>() -> Tk<P> {
+/// [`tk`] reading lookups' time from a [`CoarseClock`].
+fn tk_coarse<P: CachePolicy<u64, u64>>() -> Tk<P> {
     Tk(CacheBuilder::new(CAP as u64)
         .default_ttl(TTL)
-        .hasher(FxBuild)
+        .clock(CoarseClock::new())
+        .build()
+        .expect("valid config"))
+}
+
+/// [`tk`] with the peers' hasher (foldhash), exact clock.
+fn tk_fast<P: CachePolicy<u64, u64, FastHashBuilder>>() -> Tk<P> {
+    Tk(CacheBuilder::new(CAP as u64)
+        .default_ttl(TTL)
+        .hasher(FastHashBuilder::new())
+        .build()
+        .expect("valid config"))
+}
+
+/// [`tk_fast`] reading lookups' time from a [`CoarseClock`].
+fn tk_fast_coarse<P: CachePolicy<u64, u64, FastHashBuilder>>() -> Tk<P> {
+    Tk(CacheBuilder::new(CAP as u64)
+        .default_ttl(TTL)
+        .clock(CoarseClock::new())
+        .hasher(FastHashBuilder::new())
         .build()
         .expect("valid config"))
 }
@@ -142,9 +169,13 @@ fn bench_insert<C: Ops>(
 
 /// The cost of one clock read, which a TTL check needs: the floor under a TTL-carrying `get`.
 fn clock_group(c: &mut Criterion) {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let system: Arc<dyn Clock> = Arc::new(SystemClock);
+    let coarse: Arc<dyn Clock> = Arc::new(CoarseClock::new());
     let mut g = c.benchmark_group("clock");
-    g.bench_function("instant_now", |b| b.iter(|| black_box(&clock).now()));
+    g.bench_function("system_now", |b| b.iter(|| black_box(&system).now_nanos()));
+    g.bench_function("coarse_recent", |b| {
+        b.iter(|| black_box(&coarse).recent_nanos())
+    });
     g.finish();
 }
 
@@ -154,21 +185,32 @@ fn lru_group(c: &mut Criterion) {
     let mut g = c.benchmark_group("lru/get_hit");
     g.throughput(Throughput::Elements(1));
     bench_get(&mut g, "tierkit", tk::<LruCache<_, _>>(), &present);
+    bench_get(
+        &mut g,
+        "tierkit_coarse",
+        tk_coarse::<LruCache<_, _>>(),
+        &present,
+    );
     let no_ttl: LruCache<u64, u64> = CacheBuilder::new(CAP as u64).build().expect("valid config");
     bench_get(&mut g, "tierkit_no_ttl", Tk(no_ttl), &present);
     bench_get(&mut g, "lru", lru::LruCache::new(nz(CAP)), &present);
-    bench_get(&mut g, "tierkit_fx", tk_fx::<LruCache<_, _, _>>(), &present);
-    let fx_no_ttl: LruCache<u64, u64, FxBuild> = CacheBuilder::new(CAP as u64)
-        .hasher(FxBuild)
-        .build()
-        .expect("valid config");
-    bench_get(&mut g, "tierkit_fx_no_ttl", Tk(fx_no_ttl), &present);
     bench_get(
         &mut g,
-        "lru_fx",
-        lru::LruCache::with_hasher(nz(CAP), FxBuild),
+        "tierkit_fast",
+        tk_fast::<LruCache<_, _, _>>(),
         &present,
     );
+    bench_get(
+        &mut g,
+        "tierkit_fast_coarse",
+        tk_fast_coarse::<LruCache<_, _, _>>(),
+        &present,
+    );
+    let fast_no_ttl: LruCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
+        .hasher(FastHashBuilder::new())
+        .build()
+        .expect("valid config");
+    bench_get(&mut g, "tierkit_fast_no_ttl", Tk(fast_no_ttl), &present);
     g.finish();
 
     let mut g = c.benchmark_group("lru/insert_evict");
@@ -177,15 +219,19 @@ fn lru_group(c: &mut Criterion) {
     bench_insert(&mut g, "lru", lru::LruCache::new(nz(CAP)), &present, &fresh);
     bench_insert(
         &mut g,
-        "tierkit_fx",
-        tk_fx::<LruCache<_, _, _>>(),
+        "tierkit_fast",
+        tk_fast::<LruCache<_, _, _>>(),
         &present,
         &fresh,
     );
+    let fast_no_ttl: LruCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
+        .hasher(FastHashBuilder::new())
+        .build()
+        .expect("valid config");
     bench_insert(
         &mut g,
-        "lru_fx",
-        lru::LruCache::with_hasher(nz(CAP), FxBuild),
+        "tierkit_fast_no_ttl",
+        Tk(fast_no_ttl),
         &present,
         &fresh,
     );
@@ -200,8 +246,20 @@ fn s3fifo_group(c: &mut Criterion) {
     bench_get(&mut g, "tierkit", tk::<S3FifoCache<_, _>>(), &present);
     bench_get(
         &mut g,
+        "tierkit_coarse",
+        tk_coarse::<S3FifoCache<_, _>>(),
+        &present,
+    );
+    bench_get(
+        &mut g,
         "quick_cache",
         quick_cache::unsync::Cache::new(CAP),
+        &present,
+    );
+    bench_get(
+        &mut g,
+        "tierkit_fast_coarse",
+        tk_fast_coarse::<S3FifoCache<_, _, _>>(),
         &present,
     );
     g.finish();
@@ -222,6 +280,13 @@ fn s3fifo_group(c: &mut Criterion) {
         &present,
         &fresh,
     );
+    bench_insert(
+        &mut g,
+        "tierkit_fast",
+        tk_fast::<S3FifoCache<_, _, _>>(),
+        &present,
+        &fresh,
+    );
     g.finish();
 }
 
@@ -232,6 +297,12 @@ fn other_policies(c: &mut Criterion) {
     let mut g = c.benchmark_group("fifo/get_hit");
     g.throughput(Throughput::Elements(1));
     bench_get(&mut g, "tierkit", tk::<FifoCache<_, _>>(), &present);
+    bench_get(
+        &mut g,
+        "tierkit_coarse",
+        tk_coarse::<FifoCache<_, _>>(),
+        &present,
+    );
     g.finish();
     let mut g = c.benchmark_group("fifo/insert_evict");
     g.throughput(Throughput::Elements(1));
@@ -240,6 +311,12 @@ fn other_policies(c: &mut Criterion) {
     let mut g = c.benchmark_group("lfu/get_hit");
     g.throughput(Throughput::Elements(1));
     bench_get(&mut g, "tierkit", tk::<LfuCache<_, _>>(), &present);
+    bench_get(
+        &mut g,
+        "tierkit_coarse",
+        tk_coarse::<LfuCache<_, _>>(),
+        &present,
+    );
     g.finish();
     let mut g = c.benchmark_group("lfu/insert_evict");
     g.throughput(Throughput::Elements(1));
@@ -307,6 +384,69 @@ fn concurrent<P: CachePolicy<u64, u64>>() -> ConcurrentCache<u64, u64, P> {
     ConcurrentCache::new(CAP as u64).expect("valid config")
 }
 
+/// The same with quick_cache's defaults: its hasher (foldhash) and no hit/miss counters.
+fn concurrent_fast<P>() -> ConcurrentCache<u64, u64, P, FastHashBuilder>
+where
+    P: CachePolicy<u64, u64, FastHashBuilder>,
+{
+    let builder = CacheBuilder::new(CAP as u64)
+        .hasher(FastHashBuilder::new())
+        .count_lookups(false);
+    ConcurrentCache::with_builder(&builder).expect("valid config")
+}
+
+/// [`concurrent_fast`] still counting hits and misses (what the counters cost).
+fn concurrent_fast_counted<P>() -> ConcurrentCache<u64, u64, P, FastHashBuilder>
+where
+    P: CachePolicy<u64, u64, FastHashBuilder>,
+{
+    ConcurrentCache::with_builder(&CacheBuilder::new(CAP as u64).hasher(FastHashBuilder::new()))
+        .expect("valid config")
+}
+
+/// One thread's `get` of present keys through the shared lock (`CAP` entries in a cache of twice
+/// that, so uneven shards evict nothing): the lock's cost over a single-owner hit.
+fn concurrent_get_group(c: &mut Criterion) {
+    fn run<C: SharedOps>(
+        g: &mut BenchmarkGroup<'_, WallTime>,
+        name: &str,
+        cache: &C,
+        present: &[u64],
+    ) {
+        for &k in present {
+            cache.insert(k, k);
+        }
+        let stream = lookup_stream(present);
+        let mut i = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) & (STREAM - 1);
+                black_box(cache.get(black_box(stream[i])))
+            });
+        });
+    }
+    let present = present_keys();
+    let room = || CacheBuilder::new(2 * CAP as u64);
+    let mut g = c.benchmark_group("concurrent/get_hit");
+    g.throughput(Throughput::Elements(1));
+    let lru: ConcurrentCache<u64, u64, LruCache<u64, u64>> =
+        ConcurrentCache::with_builder(&room()).expect("valid config");
+    run(&mut g, "tierkit_lru", &lru, &present);
+    let qc_sip = quick_sync(2 * CAP, RandomState::new());
+    run(&mut g, "quick_cache_sip", &qc_sip, &present);
+    let fast: ConcurrentCache<u64, u64, LruCache<u64, u64, _>, _> =
+        ConcurrentCache::with_builder(&room().hasher(FastHashBuilder::new()).count_lookups(false))
+            .expect("valid config");
+    run(&mut g, "tierkit_lru_fast", &fast, &present);
+    let counted: ConcurrentCache<u64, u64, LruCache<u64, u64, _>, _> =
+        ConcurrentCache::with_builder(&room().hasher(FastHashBuilder::new()))
+            .expect("valid config");
+    run(&mut g, "tierkit_lru_fast_counted", &counted, &present);
+    let qc = quick_cache::sync::Cache::<u64, u64>::new(2 * CAP);
+    run(&mut g, "quick_cache", &qc, &present);
+    g.finish();
+}
+
 fn concurrent_group(c: &mut Criterion) {
     let streams = mixed_streams(2);
     let mut g = c.benchmark_group("concurrent/mixed_90_10");
@@ -316,10 +456,20 @@ fn concurrent_group(c: &mut Criterion) {
         bench_mixed(&mut g, "tierkit_lru", threads, &lru, &streams);
         let s3 = concurrent::<S3FifoCache<u64, u64>>();
         bench_mixed(&mut g, "tierkit_s3fifo", threads, &s3, &streams);
-        let fx: ConcurrentCache<u64, u64, LruCache<u64, u64, FxBuild>, FxBuild> =
-            ConcurrentCache::with_builder(&CacheBuilder::new(CAP as u64).hasher(FxBuild))
-                .expect("valid config");
-        bench_mixed(&mut g, "tierkit_lru_fx", threads, &fx, &streams);
+        let qc_sip = quick_sync(CAP, RandomState::new());
+        bench_mixed(&mut g, "quick_cache_sip", threads, &qc_sip, &streams);
+        let lru_fast = concurrent_fast::<LruCache<u64, u64, _>>();
+        bench_mixed(&mut g, "tierkit_lru_fast", threads, &lru_fast, &streams);
+        let s3_fast = concurrent_fast::<S3FifoCache<u64, u64, _>>();
+        bench_mixed(&mut g, "tierkit_s3fifo_fast", threads, &s3_fast, &streams);
+        let counted = concurrent_fast_counted::<LruCache<u64, u64, _>>();
+        bench_mixed(
+            &mut g,
+            "tierkit_lru_fast_counted",
+            threads,
+            &counted,
+            &streams,
+        );
         let qc = quick_cache::sync::Cache::<u64, u64>::new(CAP);
         bench_mixed(&mut g, "quick_cache", threads, &qc, &streams);
         let moka = moka::sync::Cache::<u64, u64>::new(CAP as u64);
@@ -335,6 +485,9 @@ fn memory_table() {
     let mut rows: Vec<(&str, usize, isize)> = Vec::new();
     let (c, bytes) = alloc::measure(|| filled(tk::<LruCache<u64, u64>>(), &present));
     rows.push(("tierkit LruCache + TTL", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| filled(tk_coarse::<LruCache<u64, u64>>(), &present));
+    rows.push(("tierkit LruCache + TTL, CoarseClock", c.len(), bytes));
     drop(c);
     let (c, bytes) = alloc::measure(|| {
         let c: LruCache<u64, u64> = CacheBuilder::new(CAP as u64).build().expect("valid config");
@@ -416,6 +569,7 @@ criterion_group!(
     lru_group,
     s3fifo_group,
     other_policies,
+    concurrent_get_group,
     concurrent_group
 );
 

@@ -1,7 +1,7 @@
 //! One small interface over tierkit's caches and the peers, so each bench body is written once and
 //! monomorphised per cache (no dynamic dispatch in the timed loop).
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// A single-owner cache of `u64 -> u64`.
 pub(crate) trait Ops {
@@ -47,7 +47,36 @@ impl<S: BuildHasher> Ops for lru::LruCache<u64, u64, S> {
     }
 }
 
-impl Ops for quick_cache::unsync::Cache<u64, u64> {
+/// quick_cache's single-owner cache with any hasher (its default is foldhash).
+pub(crate) type QuickUnsync<S> = quick_cache::unsync::Cache<
+    u64,
+    u64,
+    quick_cache::UnitWeighter,
+    S,
+    quick_cache::unsync::DefaultLifecycle<u64, u64>,
+>;
+
+/// quick_cache's concurrent cache with any hasher.
+pub(crate) type QuickSync<S> = quick_cache::sync::Cache<
+    u64,
+    u64,
+    quick_cache::UnitWeighter,
+    S,
+    quick_cache::sync::DefaultLifecycle<u64, u64>,
+>;
+
+/// A quick_cache `sync::Cache` of `capacity` entries hashing with `hasher`.
+pub(crate) fn quick_sync<S: BuildHasher + Clone>(capacity: usize, hasher: S) -> QuickSync<S> {
+    quick_cache::sync::Cache::with(
+        capacity,
+        capacity as u64,
+        quick_cache::UnitWeighter,
+        hasher,
+        quick_cache::sync::DefaultLifecycle::default(),
+    )
+}
+
+impl<S: BuildHasher> Ops for QuickUnsync<S> {
     #[inline]
     fn get(&mut self, key: u64) -> Option<u64> {
         quick_cache::unsync::Cache::get(self, &key).copied()
@@ -63,7 +92,7 @@ impl Ops for quick_cache::unsync::Cache<u64, u64> {
 
 impl<P, S> SharedOps for tierkit::cache::ConcurrentCache<u64, u64, P, S>
 where
-    P: tierkit::cache::CachePolicy<u64, u64, S> + Send,
+    P: tierkit::cache::CachePolicy<u64, u64, S> + Send + Sync,
     S: BuildHasher + Clone + Send + Sync,
 {
     #[inline]
@@ -76,7 +105,7 @@ where
     }
 }
 
-impl SharedOps for quick_cache::sync::Cache<u64, u64> {
+impl<S: BuildHasher + Clone + Send + Sync> SharedOps for QuickSync<S> {
     #[inline]
     fn get(&self, key: u64) -> Option<u64> {
         quick_cache::sync::Cache::get(self, &key)
@@ -95,42 +124,5 @@ impl SharedOps for moka::sync::Cache<u64, u64> {
     #[inline]
     fn insert(&self, key: u64, value: u64) {
         moka::sync::Cache::insert(self, key, value);
-    }
-}
-
-/// The same fast, non-keyed hasher for both sides of a "same hasher" comparison: one
-/// multiply-rotate round per word, in the style of rustc's FxHash. Only for trusted keys.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct FxBuild;
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Fx(u64);
-
-const FX_SEED: u64 = 0xf135_7aea_2e62_a9c5;
-
-impl Hasher for Fx {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(FX_SEED).rotate_left(26);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl BuildHasher for FxBuild {
-    type Hasher = Fx;
-    #[inline]
-    fn build_hasher(&self) -> Fx {
-        Fx(0)
     }
 }

@@ -3,13 +3,22 @@
 use std::fmt;
 use std::hash::RandomState;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::coarse_clock::shared_reading;
+use crate::engine::Hashed;
 use crate::{Cache, CacheError, Clock, RemovalListener, Result, SystemClock, Weigher};
 
 /// A single-owner cache policy that [`CacheBuilder`] can construct, and that
-/// [`ConcurrentCache`](crate::ConcurrentCache) can shard.
-pub trait CachePolicy<K, V, S = RandomState>: Cache<K, V> + Sized {
+/// [`ConcurrentCache`](crate::ConcurrentCache) can shard: [`LruCache`](crate::LruCache),
+/// [`LfuCache`](crate::LfuCache), [`FifoCache`](crate::FifoCache) and
+/// [`S3FifoCache`](crate::S3FifoCache).
+///
+/// This trait is sealed (implemented by this crate's policies only): `ConcurrentCache` reaches
+/// into the policies through crate-internal operations (lookups on a hash it computed once,
+/// lookups under a shared lock) that would corrupt a cache if called with a wrong hash.
+pub trait CachePolicy<K, V, S = RandomState>: Cache<K, V> + Sized + Hashed<K, V> {
     /// Builds an empty cache from a validated configuration.
     ///
     /// # Errors
@@ -41,8 +50,11 @@ pub struct CacheBuilder<K, V, S = RandomState> {
     pub(crate) weigher: Option<Arc<dyn Weigher<K, V>>>,
     pub(crate) listener: Option<Arc<dyn RemovalListener<K, V>>>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `clock`'s shared reading when it is a [`CoarseClock`](crate::CoarseClock).
+    pub(crate) recent: Option<&'static AtomicU64>,
     pub(crate) hasher: S,
     pub(crate) shards: Option<usize>,
+    pub(crate) count_lookups: bool,
 }
 
 impl<K, V> CacheBuilder<K, V, RandomState> {
@@ -55,8 +67,10 @@ impl<K, V> CacheBuilder<K, V, RandomState> {
             weigher: None,
             listener: None,
             clock: Arc::new(SystemClock),
+            recent: None,
             hasher: RandomState::new(),
             shards: None,
+            count_lookups: true,
         }
     }
 }
@@ -80,8 +94,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Reads time from `clock` instead of the system clock (tests: [`MockClock`](crate::MockClock)).
+    /// Reads time from `clock` instead of the exact [`SystemClock`]: a
+    /// [`CoarseClock`](crate::CoarseClock) for cheap expiry checks on lookups, a
+    /// [`MockClock`](crate::MockClock) in tests. See [`Clock`] for which reading is used when.
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.recent = shared_reading(&clock);
         self.clock = Arc::new(clock);
         self
     }
@@ -95,8 +112,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             weigher: self.weigher,
             listener: self.listener,
             clock: self.clock,
+            recent: self.recent,
             hasher,
             shards: self.shards,
+            count_lookups: self.count_lookups,
         }
     }
 
@@ -104,6 +123,33 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// count, rounded up to a power of two). Ignored by single-owner caches.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
+        self
+    }
+
+    /// Whether a [`ConcurrentCache`](crate::ConcurrentCache) counts the hits and misses of its
+    /// lookups (default: `true`).
+    ///
+    /// A lookup runs under the shard's shared lock, so counting it takes one atomic increment
+    /// next to the lock word. That increment is a full memory barrier: on our benchmark machine
+    /// it adds about 5 ns to a 15 ns hit. With `false`, the cache's
+    /// [`stats`](crate::ConcurrentCache::stats) report zero hits and misses (every other counter
+    /// is kept: those are counted under the exclusive lock, for free). Single-owner caches
+    /// always count (a plain increment) and ignore this setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::{CacheBuilder, ConcurrentCache, LruCache};
+    ///
+    /// let hot: ConcurrentCache<u64, u64, LruCache<u64, u64>> =
+    ///     ConcurrentCache::with_builder(&CacheBuilder::new(10_000).count_lookups(false))?;
+    /// hot.insert(1, 1);
+    /// assert_eq!(hot.get(&1), Some(1));
+    /// assert_eq!((hot.stats().hits, hot.stats().inserts), (0, 1));
+    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// ```
+    pub fn count_lookups(mut self, count: bool) -> Self {
+        self.count_lookups = count;
         self
     }
 
@@ -149,8 +195,10 @@ impl<K, V, S: Clone> Clone for CacheBuilder<K, V, S> {
             weigher: self.weigher.clone(),
             listener: self.listener.clone(),
             clock: Arc::clone(&self.clock),
+            recent: self.recent,
             hasher: self.hasher.clone(),
             shards: self.shards,
+            count_lookups: self.count_lookups,
         }
     }
 }
@@ -163,6 +211,7 @@ impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
             .field("weigher", &self.weigher.is_some())
             .field("listener", &self.listener.is_some())
             .field("shards", &self.shards)
+            .field("count_lookups", &self.count_lookups)
             .finish_non_exhaustive()
     }
 }

@@ -17,10 +17,14 @@ use crate::CacheStats;
 /// - **Capacity** is a total weight; without a [`Weigher`](crate::Weigher) every entry weighs 1, so
 ///   capacity is an entry count. Inserting past capacity first drops expired entries, then evicts
 ///   by the policy until the new entry fits.
-/// - **Expiry**: an entry inserted with a time-to-live (its own, or the cache default) is never
-///   returned once `now >= inserted_at + ttl`. Expired entries are dropped lazily when looked up and
-///   proactively on every write (`insert*`, `remove`) and by [`purge_expired`](Cache::purge_expired),
-///   so they never hold capacity past the next write. Replacing a value restarts its TTL.
+/// - **Expiry**: an entry inserted with a time-to-live (its own, or the cache default) expires at
+///   `inserted_at + ttl` on the cache's [`Clock`](crate::Clock). Lookups compare with the
+///   clock's lookup reading ([`recent_nanos`](crate::Clock::recent_nanos)): exact for the default
+///   [`SystemClock`](crate::SystemClock), up to about a millisecond behind for a
+///   [`CoarseClock`](crate::CoarseClock); never ahead, so an entry is never dropped early.
+///   Expired entries are dropped lazily when looked up and proactively (by the exact time) on
+///   every write (`insert*`, `remove`) and by [`purge_expired`](Cache::purge_expired), so they
+///   never hold capacity past the next write. Replacing a value restarts its TTL.
 /// - **Removal listener**: every entry that leaves the cache is reported once with its
 ///   [`RemovalCause`](crate::RemovalCause), including replaced values and explicit removals,
 ///   before the value is dropped or returned.

@@ -2,14 +2,20 @@
 //! listener and the stats. A policy only orders the entries (see [`Policy`]).
 //!
 //! The index is a `hashbrown::HashTable<u32>` of slab indices that hashes *through the slab*, so a
-//! key is stored once. Time is nanoseconds since the cache was built, read from the builder's
-//! clock only when an entry has a deadline (or on a write).
+//! key is stored once. Time is the builder's clock in nanoseconds: writes read it exactly
+//! ([`Clock::now_nanos`]), lookups read [`Clock::recent_nanos`] and only when the entry found has
+//! a deadline.
+//!
+//! Every keyed operation has a `*_hashed` form taking the key's hash, so a
+//! [`ConcurrentCache`](crate::ConcurrentCache) hashes once for the shard and the table, and
+//! [`Engine::get_shared`] looks up under a shared lock (see [`SharedGet`]).
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use hashbrown::HashTable;
 
@@ -20,8 +26,8 @@ use crate::{CacheBuilder, CacheError, CacheStats, Clock, RemovalCause, RemovalLi
 /// Storage reserved up front (without a weigher): up to this many entries.
 const PREALLOC_LIMIT: u64 = 1 << 16;
 
-/// An eviction policy: it orders the entries through the nodes' `prev`/`next` links and `meta`
-/// word. The engine calls exactly one `on_*` hook per change of an entry.
+/// An eviction policy: it orders the entries through the slab's `prev`/`next` links and the
+/// nodes' `meta` word and `refs` counter. The engine calls exactly one `on_*` hook per change of an entry.
 pub(crate) trait Policy {
     /// A policy for a cache of `capacity` weight, with room for `prealloc` entries reserved.
     fn new(capacity: u64, prealloc: usize) -> Self;
@@ -29,6 +35,10 @@ pub(crate) trait Policy {
     fn on_insert<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, hash: u64);
     /// A `get`/`get_mut` hit.
     fn on_access<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32);
+    /// A hit seen under a shared lock: record it through the node's atomic `refs` alone and
+    /// return `true`, or return `false` when the hit needs exclusive access (the caller then
+    /// repeats the lookup exclusively).
+    fn on_shared_access<K, V>(&self, node: &Node<K, V>) -> bool;
     /// The entry's value (and weight, now in the node) was replaced; `old_weight` was its weight.
     fn on_replace<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, old_weight: u64);
     /// Unlinks an entry that is leaving; `evicted` when the policy chose it as a victim.
@@ -57,8 +67,31 @@ pub(crate) struct Engine<K, V, S, P> {
     pub(crate) weigher: Option<Arc<dyn Weigher<K, V>>>,
     listener: Option<Arc<dyn RemovalListener<K, V>>>,
     clock: Arc<dyn Clock>,
-    epoch: Instant,
+    /// The clock's lookup reading when it is a `CoarseClock`, loaded without a virtual call.
+    recent: Option<&'static AtomicU64>,
     stats: CacheStats,
+}
+
+/// The time-to-live of an insert.
+#[derive(Debug, Clone, Copy)]
+pub enum Ttl {
+    /// The cache's default (none unless configured).
+    Default,
+    /// This one, overriding the default.
+    For(Duration),
+}
+
+/// The outcome of [`Engine::get_shared`], a lookup under a shared lock.
+#[derive(Debug)]
+pub enum SharedGet<T> {
+    /// A live entry; the hit was recorded by the policy (not counted in the stats: the caller
+    /// counts it).
+    Hit(T),
+    /// No entry for the key (not counted).
+    Miss,
+    /// The lookup needs exclusive access: the entry expired (it must be dropped) or the policy
+    /// cannot record the hit under a shared lock. Nothing was recorded.
+    Exclusive,
 }
 
 impl<K, V, S, P> Engine<K, V, S, P> {
@@ -104,7 +137,6 @@ impl<K: 'static, V: 'static, S, P: Policy> Engine<K, V, S, P> {
             capacity.min(PREALLOC_LIMIT)
         };
         let prealloc = usize::try_from(prealloc).unwrap_or(0);
-        let clock = Arc::clone(&builder.clock);
         Ok(Self {
             slab: Slab::with_capacity(prealloc),
             table: HashTable::with_capacity(prealloc),
@@ -117,27 +149,41 @@ impl<K: 'static, V: 'static, S, P: Policy> Engine<K, V, S, P> {
             default_ttl: builder.default_ttl,
             weigher: builder.weigher.clone(),
             listener: builder.listener.clone(),
-            epoch: clock.now(),
-            clock,
+            clock: Arc::clone(&builder.clock),
+            recent: builder.recent,
             stats: CacheStats::default(),
         })
     }
 
-    /// Nanoseconds since the cache was built (never [`NEVER`]).
+    /// The exact time, for writes (never [`NEVER`]).
     fn now(&self) -> u64 {
-        let nanos = self
-            .clock
-            .now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos();
-        u64::try_from(nanos).unwrap_or(NEVER).min(NEVER - 1)
+        self.clock.now_nanos().min(NEVER - 1)
+    }
+
+    /// The lookup time: never ahead of [`now`](Self::now), possibly behind it.
+    #[inline]
+    fn recent(&self) -> u64 {
+        match self.recent {
+            Some(reading) => reading.load(Ordering::Relaxed),
+            None => self.clock.recent_nanos(),
+        }
+    }
+
+    /// Whether an entry with `deadline` is still live for a lookup (no clock read without one).
+    #[inline]
+    fn live_for_lookup(&self, deadline: u64) -> bool {
+        deadline == NEVER || deadline > self.recent()
     }
 
     /// Iterates over live entries in the policy's order.
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
         let (cur, then) = self.policy.iter_start();
         // Entries with a deadline are exactly the scheduled ones: without any, no clock read.
-        let now = if self.wheel.is_empty() { 0 } else { self.now() };
+        let now = if self.wheel.is_empty() {
+            0
+        } else {
+            self.recent()
+        };
         Iter {
             slab: &self.slab,
             cur,
@@ -172,7 +218,7 @@ where
     P: Policy,
 {
     #[inline]
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -188,50 +234,96 @@ where
             .copied()
     }
 
-    /// `get`/`get_mut`: the index of the live entry for `key`, counted and touched; an expired
-    /// entry is dropped on the way.
-    pub(crate) fn lookup<Q>(&mut self, key: &Q) -> Option<u32>
+    /// `get`/`get_mut`: the live entry for `key` (whose hash is `hash`), counted and touched; an
+    /// expired entry is dropped on the way.
+    #[inline]
+    pub(crate) fn lookup_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<&mut Node<K, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
         let Some(idx) = self.find(hash, key) else {
             self.stats.misses += 1;
             return None;
         };
-        let deadline = self.slab.node(idx).deadline;
-        if deadline != NEVER && deadline <= self.now() {
+        if !self.live_for_lookup(self.slab.node(idx).deadline) {
             self.remove_entry(idx, hash, RemovalCause::Expired);
             self.stats.misses += 1;
             return None;
         }
         self.stats.hits += 1;
         self.policy.on_access(&mut self.slab, idx);
-        Some(idx)
+        Some(self.slab.node_mut(idx))
+    }
+
+    /// [`lookup_hashed`](Self::lookup_hashed), hashing `key`.
+    #[inline]
+    pub(crate) fn lookup<Q>(&mut self, key: &Q) -> Option<&mut Node<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lookup_hashed(self.hash(key), key)
+    }
+
+    /// A `get` through a shared reference (a `ConcurrentCache` read lock): see [`SharedGet`].
+    #[inline]
+    pub(crate) fn get_shared<Q>(&self, hash: u64, key: &Q) -> SharedGet<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let Some(idx) = self.find(hash, key) else {
+            return SharedGet::Miss;
+        };
+        let node = self.slab.node(idx);
+        if !self.live_for_lookup(node.deadline) || !self.policy.on_shared_access(node) {
+            return SharedGet::Exclusive;
+        }
+        SharedGet::Hit(&node.value)
     }
 
     /// `peek`: the live entry for `key`, untouched and uncounted.
+    #[inline]
+    pub(crate) fn peek_hashed<Q>(&self, hash: u64, key: &Q) -> Option<&Node<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let node = self.slab.node(self.find(hash, key)?);
+        self.live_for_lookup(node.deadline).then_some(node)
+    }
+
+    /// [`peek_hashed`](Self::peek_hashed), hashing `key`.
     pub(crate) fn peek<Q>(&self, key: &Q) -> Option<&Node<K, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let idx = self.find(self.hash(key), key)?;
-        let node = self.slab.node(idx);
-        (node.deadline == NEVER || node.is_live(self.now())).then_some(node)
+        self.peek_hashed(self.hash(key), key)
     }
 
-    /// Inserts with the default time-to-live.
-    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.insert_with(key, value, self.default_ttl)
-    }
-
-    /// Inserts with `ttl` (`None`: never expires). See [`Cache`](crate::Cache) for the rules.
-    pub(crate) fn insert_with(&mut self, key: K, value: V, ttl: Option<Duration>) -> Option<V> {
-        let now = self.now();
-        self.purge(now);
+    /// Inserts with `ttl`, hashing the key.
+    pub(crate) fn insert(&mut self, key: K, value: V, ttl: Ttl) -> Option<V> {
         let hash = self.hash(&key);
+        self.insert_hashed(hash, key, value, ttl)
+    }
+
+    /// Inserts `key` (whose hash is `hash`) with `ttl`. See [`Cache`](crate::Cache) for the rules.
+    pub(crate) fn insert_hashed(&mut self, hash: u64, key: K, value: V, ttl: Ttl) -> Option<V> {
+        let ttl = match ttl {
+            Ttl::Default => self.default_ttl,
+            Ttl::For(ttl) => Some(ttl),
+        };
+        // The exact time only when something can expire: an entry to schedule, or scheduled ones
+        // to drop. Without any deadline in play the write reads no clock.
+        let now = if ttl.is_some() || !self.wheel.is_empty() {
+            let now = self.now();
+            self.purge(now);
+            now
+        } else {
+            0
+        };
         let existing = self.find(hash, &key);
 
         let deadline = match ttl {
@@ -265,7 +357,9 @@ where
             };
             // The entry's own weight is re-added once the others made room for it.
             self.weight -= old_weight;
-            self.wheel.unschedule(&mut self.slab, idx);
+            if self.slab.node(idx).tslot != NO_SLOT {
+                self.wheel.unschedule(&mut self.slab, idx);
+            }
             self.slab.node_mut(idx).deadline = deadline;
             if deadline != NEVER {
                 self.wheel.schedule(&mut self.slab, idx);
@@ -315,21 +409,25 @@ where
         }
     }
 
-    /// `remove`: takes the live entry for `key` out.
-    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    /// `remove`: takes the live entry for `key` (whose hash is `hash`) out.
+    pub(crate) fn remove_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let now = self.now();
-        self.purge(now);
-        let hash = self.hash(key);
+        if !self.wheel.is_empty() {
+            let now = self.now();
+            self.purge(now);
+        }
         let idx = self.find(hash, key)?;
         Some(self.remove_entry(idx, hash, RemovalCause::Removed).value)
     }
 
     /// Drops every expired entry now.
     pub(crate) fn purge_expired(&mut self) -> usize {
+        if self.wheel.is_empty() {
+            return 0;
+        }
         let now = self.now();
         self.purge(now)
     }
@@ -402,7 +500,7 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
                 continue;
             }
             let node = self.slab.node(self.cur);
-            self.cur = node.next;
+            self.cur = self.slab.next(self.cur);
             if node.is_live(self.now) {
                 return Some((&node.key, &node.value));
             }
@@ -418,8 +516,38 @@ impl<K, V> fmt::Debug for Iter<'_, K, V> {
     }
 }
 
-/// Implements [`Cache`](crate::Cache), [`CachePolicy`](crate::CachePolicy), `Debug` and the
-/// `new`/`builder` constructors of a public cache type wrapping `Engine` in a field `inner`.
+/// The operations [`ConcurrentCache`](crate::ConcurrentCache) needs beyond [`Cache`](crate::Cache):
+/// keyed operations on a hash it computed once (for the shard and the table), and a lookup under a
+/// shared lock. A supertrait of [`CachePolicy`](crate::CachePolicy) that no other crate can name,
+/// so `CachePolicy` is sealed: a wrong hash would corrupt the index, so these must stay internal.
+pub trait Hashed<K, V> {
+    /// `get_mut` of `key`, whose hash is `hash`.
+    fn get_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+    /// `get` under a shared lock.
+    fn get_shared<Q>(&self, hash: u64, key: &Q) -> SharedGet<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+    /// `peek` of `key`, whose hash is `hash`.
+    fn peek_hashed<Q>(&self, hash: u64, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+    /// `insert` / `insert_with_ttl` of `key`, whose hash is `hash`.
+    fn insert_hashed(&mut self, hash: u64, key: K, value: V, ttl: Ttl) -> Option<V>;
+    /// `remove` of `key`, whose hash is `hash`.
+    fn remove_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+}
+
+/// Implements [`Cache`](crate::Cache), [`CachePolicy`](crate::CachePolicy), [`Hashed`], `Debug`
+/// and the `new`/`builder` constructors of a public cache type wrapping `Engine` in a field
+/// `inner`.
 macro_rules! cache_type {
     ($ty:ident, $name:literal) => {
         impl<K, V> $ty<K, V, ::std::hash::RandomState> {
@@ -476,8 +604,7 @@ macro_rules! cache_type {
                 K: ::std::borrow::Borrow<Q>,
                 Q: ::std::hash::Hash + Eq + ?Sized,
             {
-                let idx = self.inner.lookup(key)?;
-                Some(&self.inner.slab.node(idx).value)
+                self.inner.lookup(key).map(|node| &node.value)
             }
 
             #[inline]
@@ -486,8 +613,7 @@ macro_rules! cache_type {
                 K: ::std::borrow::Borrow<Q>,
                 Q: ::std::hash::Hash + Eq + ?Sized,
             {
-                let idx = self.inner.lookup(key)?;
-                Some(&mut self.inner.slab.node_mut(idx).value)
+                self.inner.lookup(key).map(|node| &mut node.value)
             }
 
             #[inline]
@@ -500,7 +626,7 @@ macro_rules! cache_type {
             }
 
             fn insert(&mut self, key: K, value: V) -> Option<V> {
-                self.inner.insert(key, value)
+                self.inner.insert(key, value, $crate::engine::Ttl::Default)
             }
 
             fn insert_with_ttl(
@@ -509,7 +635,7 @@ macro_rules! cache_type {
                 value: V,
                 ttl: ::std::time::Duration,
             ) -> Option<V> {
-                self.inner.insert_with(key, value, Some(ttl))
+                self.inner.insert(key, value, $crate::engine::Ttl::For(ttl))
             }
 
             fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -517,7 +643,7 @@ macro_rules! cache_type {
                 K: ::std::borrow::Borrow<Q>,
                 Q: ::std::hash::Hash + Eq + ?Sized,
             {
-                self.inner.remove(key)
+                self.inner.remove_hashed(self.inner.hash(key), key)
             }
 
             fn len(&self) -> usize {
@@ -546,6 +672,60 @@ macro_rules! cache_type {
 
             fn stats(&self) -> $crate::CacheStats {
                 self.inner.stats()
+            }
+        }
+
+        impl<K, V, S> $crate::engine::Hashed<K, V> for $ty<K, V, S>
+        where
+            K: ::std::hash::Hash + Eq + 'static,
+            V: 'static,
+            S: ::std::hash::BuildHasher,
+        {
+            #[inline]
+            fn get_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<&mut V>
+            where
+                K: ::std::borrow::Borrow<Q>,
+                Q: ::std::hash::Hash + Eq + ?Sized,
+            {
+                self.inner
+                    .lookup_hashed(hash, key)
+                    .map(|node| &mut node.value)
+            }
+
+            #[inline]
+            fn get_shared<Q>(&self, hash: u64, key: &Q) -> $crate::engine::SharedGet<&V>
+            where
+                K: ::std::borrow::Borrow<Q>,
+                Q: ::std::hash::Hash + Eq + ?Sized,
+            {
+                self.inner.get_shared(hash, key)
+            }
+
+            #[inline]
+            fn peek_hashed<Q>(&self, hash: u64, key: &Q) -> Option<&V>
+            where
+                K: ::std::borrow::Borrow<Q>,
+                Q: ::std::hash::Hash + Eq + ?Sized,
+            {
+                self.inner.peek_hashed(hash, key).map(|node| &node.value)
+            }
+
+            fn insert_hashed(
+                &mut self,
+                hash: u64,
+                key: K,
+                value: V,
+                ttl: $crate::engine::Ttl,
+            ) -> Option<V> {
+                self.inner.insert_hashed(hash, key, value, ttl)
+            }
+
+            fn remove_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+            where
+                K: ::std::borrow::Borrow<Q>,
+                Q: ::std::hash::Hash + Eq + ?Sized,
+            {
+                self.inner.remove_hashed(hash, key)
             }
         }
 

@@ -4,7 +4,7 @@ use std::hash::RandomState;
 
 use crate::engine::{Engine, Policy, cache_type};
 use crate::lru::back_except;
-use crate::slab::{List, NIL, Slab};
+use crate::slab::{List, NIL, Node, Slab};
 
 /// A cache that evicts entries in **insertion order** (first in, first out).
 ///
@@ -48,7 +48,13 @@ impl Policy for Fifo {
         slab.push_front(&mut self.list, idx);
     }
 
+    #[inline]
     fn on_access<K, V>(&mut self, _slab: &mut Slab<K, V>, _idx: u32) {}
+
+    #[inline]
+    fn on_shared_access<K, V>(&self, _node: &Node<K, V>) -> bool {
+        true
+    }
 
     fn on_replace<K, V>(&mut self, _slab: &mut Slab<K, V>, _idx: u32, _old_weight: u64) {}
 

@@ -6,13 +6,13 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
-use crate::{Cache, ConcurrentCache};
+use crate::{CachePolicy, ConcurrentCache};
 
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
     K: Hash + Eq,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
 {
     /// Discards `key`'s entry (cache-aside invalidation after the source of truth changed). A
     /// load of `key` in flight, which may have read the old data, will not store its result, and
@@ -45,7 +45,7 @@ where
         let mut removed = 0;
         let mut doomed = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = shard.lock();
+            let mut shard = shard.lock.write();
             doomed.extend(
                 shard
                     .iter()

@@ -3,7 +3,7 @@
 use std::hash::RandomState;
 
 use crate::engine::{Engine, Policy, cache_type};
-use crate::slab::{List, NIL, Slab};
+use crate::slab::{Links, List, NIL, Node, Slab};
 use crate::{CacheError, Result};
 
 /// A cache that evicts the **least frequently used** entry first, breaking ties by evicting the
@@ -139,10 +139,8 @@ impl Lfu {
 
     /// Takes `idx` out of its bucket's run (freeing an emptied bucket) and out of the list.
     fn detach<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
-        let (b, prev, next) = {
-            let n = slab.node(idx);
-            (n.meta, n.prev, n.next)
-        };
+        let b = slab.node(idx).meta;
+        let Links { prev, next } = slab.links(idx);
         let bucket = &mut self.buckets[b as usize];
         match (bucket.head == idx, bucket.tail == idx) {
             (true, true) => self.free(b),
@@ -166,7 +164,7 @@ impl Lfu {
                 self.buckets[b as usize].head = idx;
             }
         } else {
-            let before = slab.node(head).prev;
+            let before = slab.prev(head);
             let next_bucket = (before != NIL)
                 .then(|| slab.node(before).meta)
                 .filter(|&nb| self.buckets[nb as usize].freq == freq + 1);
@@ -204,7 +202,7 @@ impl Lfu {
             let b = slab.node(cur).meta;
             let Bucket { freq, tail, .. } = self.buckets[b as usize];
             let halved = freq.div_ceil(2);
-            let after = slab.node(tail).next;
+            let after = slab.next(tail);
             if last != NIL && self.buckets[last as usize].freq == halved {
                 // Append this run to the previous one (it holds the higher old frequency).
                 let mut i = cur;
@@ -213,7 +211,7 @@ impl Lfu {
                     if i == tail {
                         break;
                     }
-                    i = slab.node(i).next;
+                    i = slab.next(i);
                 }
                 self.buckets[last as usize].tail = tail;
                 self.free(b);
@@ -257,6 +255,11 @@ impl Policy for Lfu {
 
     fn on_access<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
         self.bump(slab, idx);
+    }
+
+    /// Counting a hit moves the entry between frequency runs: that needs exclusive access.
+    fn on_shared_access<K, V>(&self, _node: &Node<K, V>) -> bool {
+        false
     }
 
     fn on_replace<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, _old_weight: u64) {

@@ -1,5 +1,5 @@
-//! Read-through loading with stampede protection ("single flight"): [`LoadError`] and
-//! [`ConcurrentCache::get_or_load`].
+//! Read-through loading with stampede protection ("single flight"): [`LoadError`],
+//! [`LoadOutcome`] and [`ConcurrentCache::get_or_load`].
 //!
 //! Loads in flight are kept in a `DashMap` from key to a shared [`Flight`] slot. The first caller
 //! to miss registers a flight and runs its loader (the *leader*); later callers for the same key
@@ -17,7 +17,7 @@ use dashmap::mapref::entry::Entry;
 use parking_lot::{Condvar, Mutex};
 
 use crate::concurrent::Shard;
-use crate::{Cache, ConcurrentCache};
+use crate::{Cache, CachePolicy, ConcurrentCache};
 
 /// Why [`get_or_load`](ConcurrentCache::get_or_load) (or its async and wrapper forms) produced no
 /// value.
@@ -318,10 +318,10 @@ where
         outcome: Result<Option<V>, Arc<E>>,
     ) {
         if let Ok(Some(value)) = &outcome {
-            let mut shard = shard.lock();
+            let mut policy = shard.lock.write();
             // Checked under the shard lock, where writers set it: no write can slip in between.
             if !self.flight.is_superseded() {
-                shard.insert(self.key.clone(), value.clone());
+                policy.insert(self.key.clone(), value.clone());
             }
         }
         self.flights.retire(&self.key, &self.flight);
@@ -398,12 +398,52 @@ impl<V: Clone> Output<V> for Option<V> {
 /// A value that must be present.
 pub(crate) struct Required<V>(pub(crate) V);
 
+/// How [`get_or_load_with_outcome`](ConcurrentCache::get_or_load_with_outcome) (or its async
+/// form) obtained the value it returned: for `X-Cache: HIT` headers, per-request metrics, or
+/// tests of a read-through path.
+///
+/// # Examples
+///
+/// ```
+/// use tierkit_cache::{ConcurrentCache, LoadOutcome, LruCache};
+///
+/// let cache: ConcurrentCache<u32, String, LruCache<u32, String>> = ConcurrentCache::new(100)?;
+/// let load = || Ok::<_, std::io::Error>("seven".to_string());
+/// let (value, outcome) = cache.get_or_load_with_outcome(7, load)?;
+/// assert_eq!((value.as_str(), outcome), ("seven", LoadOutcome::Loaded));
+/// let (_, outcome) = cache.get_or_load_with_outcome(7, load)?;
+/// assert_eq!(outcome, LoadOutcome::Hit);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LoadOutcome {
+    /// The value was in the cache; no loader ran for this call and it did not wait for one.
+    /// This includes the rare case where the first lookup missed but a concurrent load stored the
+    /// value just before this call would have run its own loader (the stats then count a miss).
+    Hit,
+    /// This call's loader ran and returned the value (cached unless a write to the key overtook
+    /// the load).
+    Loaded,
+    /// Another caller's load of the same key was in flight: this call waited for it and returns
+    /// a clone of its value; its own loader did not run.
+    Joined,
+}
+
+impl LoadOutcome {
+    /// Whether the value came from the cache without waiting ([`Hit`](Self::Hit)).
+    #[must_use]
+    pub fn is_hit(self) -> bool {
+        self == Self::Hit
+    }
+}
+
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
 {
     /// Returns the cached value for `key`, or runs `loader`, caches its value and returns it.
     ///
@@ -451,10 +491,45 @@ where
     where
         E: Send + Sync + 'static,
     {
+        self.get_or_load_with_outcome(key, loader).map(|(v, _)| v)
+    }
+
+    /// [`get_or_load`](Self::get_or_load), also telling how the value was obtained: from the
+    /// cache, from this call's loader, or from another caller's load that this call joined (see
+    /// [`LoadOutcome`]).
+    ///
+    /// # Errors
+    /// [`LoadError::Failed`] with the loader's error (the loader of this call, or of the load it
+    /// joined).
+    ///
+    /// # Panics
+    /// As [`get_or_load`](Self::get_or_load): a loader's panic propagates to its caller.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::{ConcurrentCache, LoadOutcome, LruCache};
+    ///
+    /// let cache: ConcurrentCache<u64, u64, LruCache<u64, u64>> = ConcurrentCache::new(100)?;
+    /// let (v, how) = cache.get_or_load_with_outcome(2, || Ok::<_, std::io::Error>(4))?;
+    /// assert_eq!((v, how), (4, LoadOutcome::Loaded));
+    /// let (v, how) = cache.get_or_load_with_outcome(2, || Ok::<_, std::io::Error>(5))?;
+    /// assert_eq!((v, how), (4, LoadOutcome::Hit));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_or_load_with_outcome<E>(
+        &self,
+        key: K,
+        loader: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(V, LoadOutcome), LoadError<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         if let Some(v) = self.get(&key) {
-            return Ok(v);
+            return Ok((v, LoadOutcome::Hit));
         }
-        self.load(key, || loader().map(Required)).map(|r| r.0)
+        self.load(key, || loader().map(Required))
+            .map(|(r, outcome)| (r.0, outcome))
     }
 
     /// Like [`get_or_load`](Self::get_or_load) for a loader that may find nothing: `Ok(None)` is
@@ -476,7 +551,7 @@ where
         if let Some(v) = self.get(&key) {
             return Ok(Some(v));
         }
-        self.load(key, loader)
+        self.load(key, loader).map(|(v, _)| v)
     }
 
     /// The miss path of every sync front end.
@@ -484,7 +559,7 @@ where
         &self,
         key: K,
         loader: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, LoadError<E>>
+    ) -> Result<(T, LoadOutcome), LoadError<E>>
     where
         T: Output<V>,
         E: Send + Sync + 'static,
@@ -495,24 +570,29 @@ where
                 Join::Wait(flight) => match flight.wait() {
                     Settled::Done(Ok(found)) => {
                         if let Some(t) = T::from_flight(found) {
-                            return Ok(t);
+                            return Ok((t, LoadOutcome::Joined));
                         }
                     }
                     Settled::Done(Err(e)) => return Err(LoadError::Failed(e)),
                     // The leader panicked: try to lead (or join whoever leads now).
                     Settled::Abandoned => {}
                 },
-                Join::Foreign => return self.load_uncoordinated(key, loader()),
+                Join::Foreign => {
+                    let t = self.load_uncoordinated(key, loader())?;
+                    return Ok((t, LoadOutcome::Loaded));
+                }
             }
         };
-        let shard = &self.shards[self.index_of(lead.key())];
+        let hash = self.hash(lead.key());
+        let shard = self.shard(hash);
         // A load that finished between our miss and our registration cached its value already.
-        let cached = shard.lock().peek(lead.key()).cloned();
+        let cached = shard.lock.read().peek_hashed(hash, lead.key()).cloned();
         if let Some(t) = cached.clone().and_then(|v| T::from_flight(Some(v))) {
             lead.complete(shard, Ok(cached));
-            return Ok(t);
+            return Ok((t, LoadOutcome::Hit));
         }
-        lead.settle(shard, loader(), T::to_cache)
+        let t = lead.settle(shard, loader(), T::to_cache)?;
+        Ok((t, LoadOutcome::Loaded))
     }
 
     /// Caches and returns a result loaded without a flight.

@@ -5,15 +5,16 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use crate::loader::{Join, Lead, LoadError, Output, Required, Settled};
-use crate::{Cache, ConcurrentCache};
+use crate::concurrent::shard_index;
+use crate::loader::{Join, Lead, LoadError, LoadOutcome, Output, Required, Settled};
+use crate::{CachePolicy, ConcurrentCache};
 
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
-    P: Cache<K, V> + Send + 'static,
+    P: CachePolicy<K, V, S> + Send + Sync + 'static,
 {
     /// The async form of [`get_or_load`](Self::get_or_load): returns the cached value for `key`,
     /// or awaits `loader`, caches its value and returns it.
@@ -59,11 +60,55 @@ where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>> + Send + 'static,
     {
+        self.get_or_load_with_outcome_async(key, loader)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// The async form of [`get_or_load_with_outcome`](Self::get_or_load_with_outcome):
+    /// [`get_or_load_async`](Self::get_or_load_async), also telling how the value was obtained
+    /// (see [`LoadOutcome`]). A call whose loader runs on a spawned task reports
+    /// [`LoadOutcome::Loaded`].
+    ///
+    /// # Errors
+    /// As [`get_or_load_async`](Self::get_or_load_async).
+    ///
+    /// # Panics
+    /// As [`get_or_load_async`](Self::get_or_load_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::{ConcurrentCache, LoadOutcome, LruCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache: ConcurrentCache<u32, u32, LruCache<u32, u32>> = ConcurrentCache::new(100)?;
+    /// let load = async { Ok::<_, std::io::Error>(49) };
+    /// let (v, how) = cache.get_or_load_with_outcome_async(7, load).await?;
+    /// assert_eq!((v, how), (49, LoadOutcome::Loaded));
+    /// let load = async { Ok::<_, std::io::Error>(0) };
+    /// let (v, how) = cache.get_or_load_with_outcome_async(7, load).await?;
+    /// assert_eq!((v, how), (49, LoadOutcome::Hit));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_or_load_with_outcome_async<E, F>(
+        &self,
+        key: K,
+        loader: F,
+    ) -> Result<(V, LoadOutcome), LoadError<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>> + Send + 'static,
+    {
         if let Some(v) = self.get(&key) {
-            return Ok(v);
+            return Ok((v, LoadOutcome::Hit));
         }
         let loader = async move { loader.await.map(Required) };
-        self.load_async(key, loader).await.map(|r| r.0)
+        self.load_async(key, loader)
+            .await
+            .map(|(r, outcome)| (r.0, outcome))
     }
 
     /// The async form of [`get_or_load_opt`](Self::get_or_load_opt): a loader that finds
@@ -86,11 +131,11 @@ where
         if let Some(v) = self.get(&key) {
             return Ok(Some(v));
         }
-        self.load_async(key, loader).await
+        self.load_async(key, loader).await.map(|(v, _)| v)
     }
 
     /// The miss path of the async front ends.
-    async fn load_async<T, E, F>(&self, key: K, loader: F) -> Result<T, LoadError<E>>
+    async fn load_async<T, E, F>(&self, key: K, loader: F) -> Result<(T, LoadOutcome), LoadError<E>>
     where
         T: Output<V> + Send + 'static,
         E: Send + Sync + 'static,
@@ -102,27 +147,35 @@ where
                 Join::Wait(flight) => match flight.wait_async().await {
                     Settled::Done(Ok(found)) => {
                         if let Some(t) = T::from_flight(found) {
-                            return Ok(t);
+                            return Ok((t, LoadOutcome::Joined));
                         }
                     }
                     Settled::Done(Err(e)) => return Err(LoadError::Failed(e)),
                     Settled::Abandoned => {}
                 },
-                Join::Foreign => return self.load_uncoordinated(key, loader.await),
+                Join::Foreign => {
+                    let t = self.load_uncoordinated(key, loader.await)?;
+                    return Ok((t, LoadOutcome::Loaded));
+                }
             }
         };
-        let index = self.index_of(lead.key());
+        let hash = self.hash(lead.key());
+        let index = shard_index(hash, self.shards.len());
         let shards = Arc::clone(&self.shards);
-        let cached = shards[index].lock().peek(lead.key()).cloned();
+        let cached = shards[index]
+            .lock
+            .read()
+            .peek_hashed(hash, lead.key())
+            .cloned();
         if let Some(t) = cached.clone().and_then(|v| T::from_flight(Some(v))) {
             lead.complete(&shards[index], Ok(cached));
-            return Ok(t);
+            return Ok((t, LoadOutcome::Hit));
         }
         let job = async move {
             let result = loader.await;
             lead.settle(&shards[index], result, T::to_cache)
         };
-        match tokio::runtime::Handle::try_current() {
+        let t = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => match runtime.spawn(job).await {
                 Ok(result) => result,
                 Err(e) => match e.try_into_panic() {
@@ -131,6 +184,7 @@ where
                 },
             },
             Err(_) => job.await,
-        }
+        }?;
+        Ok((t, LoadOutcome::Loaded))
     }
 }

@@ -2,11 +2,12 @@
 
 use std::collections::VecDeque;
 use std::hash::RandomState;
+use std::sync::atomic::Ordering;
 
 use hashbrown::HashTable;
 
 use crate::engine::{Engine, Policy, cache_type};
-use crate::slab::{List, NIL, Slab};
+use crate::slab::{List, NIL, Node, Slab};
 
 /// A cache with the **S3-FIFO** policy of Yang et al., *"FIFO queues are all you need for cache
 /// eviction"* (SOSP 2023): a scan-resistant policy built from three FIFO queues whose hits only
@@ -56,10 +57,11 @@ cache_type!(S3FifoCache, "S3-FIFO cache");
 
 /// Reads (while in the small queue) that earn an entry its move to the main queue: 2, as in
 /// libCacheSim's `S3FIFOv0` (`move-to-main-threshold=2`).
-const MOVE_TO_MAIN: u32 = 2;
-/// `meta` bit of entries in the main queue; the low two bits are the frequency.
-const IN_MAIN: u32 = 1 << 2;
-const FREQ: u32 = 0b11;
+const MOVE_TO_MAIN: u8 = 2;
+/// `meta` of entries in the main queue (0: the small queue). The frequency is the node's `refs`.
+const IN_MAIN: u32 = 1;
+/// The frequency saturates here.
+const MAX_FREQ: u8 = 3;
 
 /// The small and main queues (front = newest) and the ghost.
 pub(crate) struct S3Fifo {
@@ -110,11 +112,23 @@ impl Policy for S3Fifo {
         *total += weight;
     }
 
+    #[inline]
     fn on_access<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
-        let meta = &mut slab.node_mut(idx).meta;
-        if *meta & FREQ < FREQ {
-            *meta += 1;
+        let freq = slab.node_mut(idx).refs.get_mut();
+        if *freq < MAX_FREQ {
+            *freq += 1;
         }
+    }
+
+    /// The same under a shared lock: a relaxed load and, below the cap, a store. Two readers
+    /// racing on one entry may count one hit instead of two; the lock keeps writers out.
+    #[inline]
+    fn on_shared_access<K, V>(&self, node: &Node<K, V>) -> bool {
+        let freq = node.refs.load(Ordering::Relaxed);
+        if freq < MAX_FREQ {
+            node.refs.store(freq + 1, Ordering::Relaxed);
+        }
+        true
     }
 
     fn on_replace<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32, old_weight: u64) {
@@ -145,25 +159,27 @@ impl Policy for S3Fifo {
             }
             if (main_has && self.main_weight > self.main_target) || !small_has {
                 let t = self.main.tail;
-                let meta = slab.node(t).meta;
-                if t != protect && meta & FREQ == 0 {
+                let freq = slab.node_mut(t).refs.get_mut();
+                if t != protect && *freq == 0 {
                     return Some(t);
                 }
                 // A second chance: back to the front, one use spent (`protect` spends none).
                 if t != protect {
-                    slab.node_mut(t).meta = meta - 1;
+                    *freq -= 1;
                 }
                 slab.move_to_front(&mut self.main, t);
             } else {
                 let t = self.small.tail;
-                let meta = slab.node(t).meta;
+                let freq = *slab.node_mut(t).refs.get_mut();
                 if t == protect {
                     slab.move_to_front(&mut self.small, t);
-                } else if meta & FREQ >= MOVE_TO_MAIN {
+                } else if freq >= MOVE_TO_MAIN {
                     let weight = u128::from(slab.node(t).weight);
                     slab.unlink(&mut self.small, t);
                     self.small_weight -= weight;
-                    slab.node_mut(t).meta = IN_MAIN;
+                    let node = slab.node_mut(t);
+                    node.meta = IN_MAIN;
+                    *node.refs.get_mut() = 0;
                     slab.push_front(&mut self.main, t);
                     self.main_weight += weight;
                 } else {

@@ -6,13 +6,15 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::{Condvar, Mutex};
 
-use crate::{Cache, CacheError, Clock, ConcurrentCache, LoadError, Result, Store, SystemClock};
+use crate::{
+    CacheError, CachePolicy, Clock, ConcurrentCache, LoadError, Result, Store, SystemClock,
+};
 
 /// A write not yet in the store: the latest value (`None`: a delete) and its sequence number.
 struct Dirty<V> {
@@ -41,7 +43,8 @@ pub struct WriteBackStats {
 /// Flush bookkeeping, guarded by the flush lock (one flush at a time).
 struct FlushState {
     /// When the last flush started.
-    last_flush: Instant,
+    /// The clock's reading (nanoseconds) at the last flush.
+    last_flush: u64,
     /// After a failed flush: how long after `last_flush` `tick` waits before retrying.
     backoff: Option<Duration>,
     stats: WriteBackStats,
@@ -133,7 +136,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
 {
     shared: Arc<Shared<K, V, P, St, S>>,
@@ -182,7 +185,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
 {
     /// Validates the settings and builds the write-back cache (no background thread: see
@@ -212,7 +215,7 @@ where
             });
         }
         let dirty = DashMap::with_hasher(self.cache.hasher.clone());
-        let now = config.clock.now();
+        let now = config.clock.now_nanos();
         Ok(WriteBack {
             shared: Arc::new(Shared {
                 cache: self.cache,
@@ -241,7 +244,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
 {
     /// A builder fronting `store` with `cache`.
@@ -300,6 +303,7 @@ where
                 Some(found) => Ok(found),
                 None => shared.store.load(key),
             })
+            .map(|(v, _)| v)
     }
 
     /// Writes every dirty entry to the store now, in batches of `max_batch`, ignoring any retry
@@ -378,7 +382,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync + 'static,
-    P: Cache<K, V> + Send + 'static,
+    P: CachePolicy<K, V, S> + Send + Sync + 'static,
     St: Store<K, V> + Send + Sync + 'static,
 {
     /// Starts a background thread that calls [`tick`](Self::tick): when the interval passes,
@@ -407,7 +411,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
 {
     /// Records a write (`None`: delete) in the dirty set and the cache, atomically per key: the
@@ -453,8 +457,9 @@ where
         let elapsed = self
             .config
             .clock
-            .now()
-            .saturating_duration_since(state.last_flush);
+            .now_nanos()
+            .saturating_sub(state.last_flush);
+        let elapsed = Duration::from_nanos(elapsed);
         match state.backoff {
             // After a failure, retry once the backoff has passed (and not before).
             Some(backoff) => elapsed >= backoff,
@@ -475,7 +480,7 @@ where
     }
 
     fn flush_locked(&self, state: &mut FlushState) -> std::result::Result<usize, St::Error> {
-        state.last_flush = self.config.clock.now();
+        state.last_flush = self.config.clock.now_nanos();
         let pending: Vec<(K, Option<V>, u64)> = self
             .dirty
             .iter()
@@ -551,8 +556,9 @@ where
         let elapsed = self
             .config
             .clock
-            .now()
-            .saturating_duration_since(state.last_flush);
+            .now_nanos()
+            .saturating_sub(state.last_flush);
+        let elapsed = Duration::from_nanos(elapsed);
         let wait = state.backoff.unwrap_or(self.config.interval);
         wait.saturating_sub(elapsed).max(Duration::from_millis(1))
     }
@@ -582,7 +588,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
 {
     fn drop(&mut self) {
@@ -599,7 +605,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

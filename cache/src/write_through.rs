@@ -7,7 +7,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::concurrent::shard_index;
-use crate::{Cache, ConcurrentCache, LoadError, Store};
+use crate::{CachePolicy, ConcurrentCache, LoadError, Store};
 
 /// Write locks per cache shard (see [`WriteMode::Update`]).
 const STRIPES_PER_SHARD: usize = 4;
@@ -66,7 +66,7 @@ where
     K: Hash + Eq + Clone,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
-    P: Cache<K, V>,
+    P: CachePolicy<K, V, S>,
     St: Store<K, V>,
     St::Error: Send + Sync + 'static,
 {
@@ -103,7 +103,9 @@ where
         if let Some(v) = self.cache.get(key) {
             return Ok(Some(v));
         }
-        self.cache.load(key.clone(), || self.store.load(key))
+        self.cache
+            .load(key.clone(), || self.store.load(key))
+            .map(|(v, _)| v)
     }
 
     /// Writes `value` to the store, then updates or invalidates the cache.

@@ -711,7 +711,7 @@ fn cached_app<P>(
     loads: Arc<AtomicU64>,
 ) -> Handler
 where
-    P: CachePolicy<u64, Arc<Profile>> + Send + 'static,
+    P: CachePolicy<u64, Arc<Profile>> + Send + Sync + 'static,
 {
     Arc::new(move |_ctx, req| match req {
         Request::GetUser { id, .. } => {
@@ -754,7 +754,7 @@ async fn cache_run<P>(
     metrics: &mut Vec<Metric>,
 ) -> Result<(CacheRun, Tally, Duration)>
 where
-    P: CachePolicy<u64, Arc<Profile>> + Send + 'static,
+    P: CachePolicy<u64, Arc<Profile>> + Send + Sync + 'static,
 {
     let cache: Arc<ProfileCache<P>> = Arc::new(ConcurrentCache::new(capacity)?);
     let loads = Arc::new(AtomicU64::new(0));

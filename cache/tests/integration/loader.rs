@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use tierkit_cache::{CacheBuilder, ConcurrentCache, LoadError, LruCache};
+use tierkit_cache::{CacheBuilder, ConcurrentCache, LoadError, LoadOutcome, LruCache};
 
 type Lru<K, V> = ConcurrentCache<K, V, LruCache<K, V>>;
 
@@ -215,6 +215,114 @@ fn hits_and_misses_are_counted() {
         .unwrap();
     let s = cache.stats();
     assert_eq!((s.hits, s.misses), (1, 1));
+}
+
+#[test]
+fn outcome_tells_a_hit_from_a_load() {
+    let cache = cache();
+    let (v, how) = cache
+        .get_or_load_with_outcome(1, || Ok::<_, Boom>("a".to_string()))
+        .unwrap();
+    assert_eq!((v.as_str(), how), ("a", LoadOutcome::Loaded));
+    assert!(!how.is_hit());
+    let (v, how) = cache.get_or_load_with_outcome(1, || Err(Boom(1))).unwrap();
+    assert_eq!((v.as_str(), how), ("a", LoadOutcome::Hit));
+    assert!(how.is_hit());
+    // An error is an error, whatever the outcome would have been.
+    let err = cache
+        .get_or_load_with_outcome(2, || Err(Boom(2)))
+        .unwrap_err();
+    assert_eq!(err.error(), Some(&Boom(2)));
+    // After an invalidation the next call loads again.
+    cache.invalidate(&1);
+    let (_, how) = cache
+        .get_or_load_with_outcome(1, || Ok::<_, Boom>("b".to_string()))
+        .unwrap();
+    assert_eq!(how, LoadOutcome::Loaded);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses), (1, 3));
+}
+
+/// A caller that arrives while another's loader runs never runs its own: it joins that load
+/// (`Joined`), or, if the load finished just before it registered, finds the value (`Hit`). The
+/// 50 ms wait makes `Joined` the usual case; the assertions hold for any interleaving.
+#[test]
+fn outcome_of_a_caller_that_shares_a_load() {
+    let cache = cache();
+    let release = Arc::new(Barrier::new(2));
+    let leader = {
+        let (cache, release) = (Arc::clone(&cache), Arc::clone(&release));
+        thread::spawn(move || {
+            cache.get_or_load_with_outcome(5, || {
+                release.wait();
+                thread::sleep(Duration::from_millis(50));
+                Ok::<_, Boom>("five".to_string())
+            })
+        })
+    };
+    release.wait();
+    let (v, how) = cache
+        .get_or_load_with_outcome(5, || -> Result<String, Boom> {
+            panic!("the leader's load is in flight")
+        })
+        .unwrap();
+    assert_eq!(v, "five");
+    assert!(
+        matches!(how, LoadOutcome::Joined | LoadOutcome::Hit),
+        "{how:?}"
+    );
+    let (v, how) = leader.join().unwrap().unwrap();
+    assert_eq!((v.as_str(), how), ("five", LoadOutcome::Loaded));
+}
+
+/// On a single-threaded runtime the interleaving is fixed: the waiter registers on the flight
+/// before the leader's loader is released, so it reports `Joined`.
+#[test]
+#[cfg(feature = "tokio")]
+fn async_outcome_reports_a_joined_load() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cache();
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let started = Arc::new(AtomicUsize::new(0));
+        let leader = {
+            let (cache, started, mut wait) = (Arc::clone(&cache), Arc::clone(&started), wait);
+            tokio::spawn(async move {
+                let loader = async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    wait.wait_for(|go| *go).await.unwrap();
+                    Ok::<_, Boom>("nine".to_string())
+                };
+                cache.get_or_load_with_outcome_async(9, loader).await
+            })
+        };
+        while started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiter = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                let loader = async { Err::<String, _>(Boom(9)) };
+                cache.get_or_load_with_outcome_async(9, loader).await
+            })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        release.send(true).unwrap();
+        let (v, how) = waiter.await.unwrap().unwrap();
+        assert_eq!((v.as_str(), how), ("nine", LoadOutcome::Joined));
+        let (v, how) = leader.await.unwrap().unwrap();
+        assert_eq!((v.as_str(), how), ("nine", LoadOutcome::Loaded));
+        let (_, how) = cache
+            .get_or_load_with_outcome_async(9, async { Err::<String, _>(Boom(0)) })
+            .await
+            .unwrap();
+        assert_eq!(how, LoadOutcome::Hit);
+    });
 }
 
 #[cfg(feature = "tokio")]

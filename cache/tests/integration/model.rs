@@ -2,17 +2,74 @@
 //! over random operation sequences: inserts with and without TTL, lookups, removals, clears,
 //! clock advances and weights. After every step the returned value, the live contents, `len`,
 //! `weight`, the removal-listener events and the stats must agree.
+//!
+//! Half the cases run on a `MockClock` (exact time everywhere), half on a `TickedClock` whose
+//! lookup reading (`recent_nanos`) only catches up with the exact one on a `Tick` operation, as
+//! a `CoarseClock`'s does every millisecond: the model then looks entries up at the lagging time
+//! and writes at the exact one, which is what pins the coarse semantics (never expired early,
+//! served late only while the reading lags).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tierkit_cache::{
-    Cache, CacheBuilder, CachePolicy, FifoCache, LfuCache, LruCache, MockClock, RemovalCause,
-    S3FifoCache,
+    Cache, CacheBuilder, CachePolicy, Clock, FifoCache, LfuCache, LruCache, MockClock,
+    RemovalCause, S3FifoCache,
 };
+
+/// A clock with an exact reading and a lookup reading that only moves on [`TickedClock::tick`].
+#[derive(Clone, Default)]
+struct TickedClock {
+    now: Arc<AtomicU64>,
+    recent: Arc<AtomicU64>,
+}
+
+impl TickedClock {
+    fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap();
+        self.now.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    fn tick(&self) {
+        self.recent
+            .store(self.now.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TickedClock {
+    fn now_nanos(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn recent_nanos(&self) -> u64 {
+        self.recent.load(Ordering::SeqCst)
+    }
+}
+
+/// The test's clock: exact, or with a lagging lookup reading.
+enum TestClock {
+    Mock(MockClock),
+    Ticked(TickedClock),
+}
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        match self {
+            Self::Mock(c) => c.advance(by),
+            Self::Ticked(c) => c.advance(by),
+        }
+    }
+
+    fn tick(&self) {
+        if let Self::Ticked(c) = self {
+            c.tick();
+        }
+    }
+}
 
 /// S3-FIFO moves an entry from the small queue to the main queue when it was read at least this
 /// many times while in the small queue (the crate documents the same threshold).
@@ -59,7 +116,13 @@ pub(crate) struct Model {
     capacity: u64,
     weighted: bool,
     default_ttl: Option<u64>,
+    /// The exact time (writes).
     now: u64,
+    /// The lookup time (`get`, `peek`, iteration): `now` with an exact clock, else the time of
+    /// the last tick.
+    recent: u64,
+    /// Whether `recent` follows `now` at once.
+    exact: bool,
     /// LRU: least recently used first. FIFO: oldest first. LFU, S3-FIFO: unordered.
     entries: Vec<Entry>,
     /// S3-FIFO queues of keys, newest at the front.
@@ -85,6 +148,8 @@ impl Model {
             weighted,
             default_ttl,
             now: 0,
+            recent: 0,
+            exact: true,
             entries: Vec::new(),
             small: VecDeque::new(),
             main: VecDeque::new(),
@@ -100,8 +165,14 @@ impl Model {
         self.entries.iter().position(|e| e.key == key)
     }
 
+    /// Expired for a write (exact time).
     fn expired(&self, e: &Entry) -> bool {
         e.deadline.is_some_and(|d| d <= self.now)
+    }
+
+    /// Expired for a lookup (the possibly lagging time).
+    fn expired_for_lookup(&self, e: &Entry) -> bool {
+        e.deadline.is_some_and(|d| d <= self.recent)
     }
 
     fn weight_of(&self, value: u32) -> u64 {
@@ -121,7 +192,7 @@ impl Model {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .filter(|e| !self.expired(e))
+            .filter(|e| !self.expired_for_lookup(e))
             .map(|e| (e.key, e.value))
             .collect();
         out.sort_unstable();
@@ -130,6 +201,14 @@ impl Model {
 
     pub(crate) fn advance(&mut self, ms: u64) {
         self.now += ms;
+        if self.exact {
+            self.recent = self.now;
+        }
+    }
+
+    /// The lookup time catches up (a coarse clock's tick).
+    pub(crate) fn tick(&mut self) {
+        self.recent = self.now;
     }
 
     /// Takes `key` out of every structure and reports it.
@@ -335,7 +414,7 @@ impl Model {
             self.stats.misses += 1;
             return None;
         };
-        if self.expired(&self.entries[pos]) {
+        if self.expired_for_lookup(&self.entries[pos]) {
             self.take(key, RemovalCause::Expired);
             self.stats.misses += 1;
             return None;
@@ -356,7 +435,7 @@ impl Model {
     pub(crate) fn peek(&self, key: u8) -> Option<u32> {
         self.entries
             .iter()
-            .find(|e| e.key == key && !self.expired(e))
+            .find(|e| e.key == key && !self.expired_for_lookup(e))
             .map(|e| e.value)
     }
 
@@ -388,6 +467,7 @@ pub(crate) enum Op {
     Remove(u8),
     Clear,
     Advance(u64),
+    Tick,
     Purge,
 }
 
@@ -403,6 +483,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => key.prop_map(Op::Remove),
         1 => Just(Op::Clear),
         2 => (0..3u64).prop_map(Op::Advance),
+        1 => Just(Op::Tick),
         1 => Just(Op::Purge),
     ]
 }
@@ -411,6 +492,8 @@ fn op() -> impl Strategy<Value = Op> {
 pub(crate) struct Case {
     capacity: u64,
     weighted: bool,
+    /// Lookups read a lagging clock (`TickedClock`) instead of an exact one (`MockClock`).
+    coarse: bool,
     default_ttl: Option<u64>,
     ops: Vec<Op>,
 }
@@ -419,12 +502,14 @@ fn case() -> impl Strategy<Value = Case> {
     (
         1..8u64,
         any::<bool>(),
+        any::<bool>(),
         prop::option::weighted(0.3, 1..5u64),
         prop::collection::vec(op(), 1..120),
     )
-        .prop_map(|(capacity, weighted, default_ttl, ops)| Case {
+        .prop_map(|(capacity, weighted, coarse, default_ttl, ops)| Case {
             capacity: if weighted { capacity * 2 } else { capacity },
             weighted,
+            coarse,
             default_ttl,
             ops,
         })
@@ -474,12 +559,19 @@ pub(crate) fn check<C>(
 where
     C: Cache<u8, u32> + CachePolicy<u8, u32>,
 {
-    let clock = MockClock::new();
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = Arc::clone(&events);
     let mut builder = CacheBuilder::new(case.capacity)
-        .clock(clock.clone())
         .removal_listener(move |k: &u8, v: &u32, c| sink.lock().unwrap().push((*k, *v, c)));
+    let clock = if case.coarse {
+        let clock = TickedClock::default();
+        builder = builder.clock(clock.clone());
+        TestClock::Ticked(clock)
+    } else {
+        let clock = MockClock::new();
+        builder = builder.clock(clock.clone());
+        TestClock::Mock(clock)
+    };
     if case.weighted {
         builder = builder.weigher(|_k: &u8, v: &u32| weigh(*v));
     }
@@ -488,6 +580,7 @@ where
     }
     let mut cache = build(builder);
     let mut model = Model::new(kind, case.capacity, case.weighted, case.default_ttl);
+    model.exact = !case.coarse;
 
     for (step, op) in case.ops.iter().enumerate() {
         let (got, want) = match *op {
@@ -515,6 +608,11 @@ where
             Op::Advance(ms) => {
                 clock.advance(Duration::from_millis(ms));
                 model.advance(ms);
+                (None, None)
+            }
+            Op::Tick => {
+                clock.tick();
+                model.tick();
                 (None, None)
             }
             Op::Purge => {

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tierkit_cache::{
-    Cache, CacheBuilder, CacheError, CachePolicy, FifoCache, LfuCache, LruCache, MockClock,
-    RemovalCause, S3FifoCache,
+    Cache, CacheBuilder, CacheError, CachePolicy, CoarseClock, ConcurrentCache, FifoCache,
+    LfuCache, LruCache, MockClock, RemovalCause, S3FifoCache,
 };
 
 type Events = Arc<Mutex<Vec<(u64, u64, RemovalCause)>>>;
@@ -218,4 +218,37 @@ fn assorted_ttls_expire_exactly_on_writes() {
             assert_eq!(cache.iter().count(), live);
         }
     }
+}
+
+/// On the real `CoarseClock` a deadline is exact (set from the exact time) and lookups read the
+/// lagging one, so an entry is live right after its insert, whatever the ticker is doing. (The
+/// lagging semantics themselves are pinned by the model tests' `TickedClock`.)
+#[test]
+fn coarse_clock_never_expires_early() {
+    fn check<C: Cache<u64, u64> + CachePolicy<u64, u64>>() {
+        let mut cache: C = CacheBuilder::new(10)
+            .default_ttl(Duration::from_secs(3600))
+            .clock(CoarseClock::new())
+            .build()
+            .unwrap();
+        for k in 0..10 {
+            cache.insert(k, k);
+            assert_eq!(cache.get(&k), Some(&k));
+            assert!(cache.contains(&k));
+        }
+        cache.insert_with_ttl(20, 20, Duration::ZERO);
+        assert!(!cache.contains(&20));
+        assert_eq!(cache.iter().count(), 10);
+        assert_eq!(cache.stats().hits, 10);
+    }
+    each_policy!(check);
+
+    let shared: ConcurrentCache<u64, u64, LruCache<u64, u64>> = ConcurrentCache::with_builder(
+        &CacheBuilder::new(100)
+            .default_ttl(Duration::from_secs(60))
+            .clock(CoarseClock::new()),
+    )
+    .unwrap();
+    shared.insert(1, 1);
+    assert_eq!(shared.get(&1), Some(1));
 }
