@@ -576,7 +576,8 @@ impl Log {
 
     /// Whether a segment rolled since the last call.
     pub(crate) fn take_rolled(&self) -> bool {
-        self.rolled.swap(false, Ordering::Relaxed)
+        // A plain load first: every send asks, and a swap would be an atomic write per send.
+        self.rolled.load(Ordering::Relaxed) && self.rolled.swap(false, Ordering::Relaxed)
     }
 
     /// Deletes whole segments whose records all lie below `offset` (never the active one).

@@ -4,29 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
+use tierkit_testkit::SplitMix64;
+
 use tierkit_cache::{
     CacheBuilder, CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
 };
 
 /// Fixed-key SipHash: S3-FIFO's ghost queue remembers hashes, so equal runs need equal hashes.
 type Fixed = BuildHasherDefault<DefaultHasher>;
-
-/// SplitMix64: deterministic inputs without a dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// `len` requests drawn from Zipf(`s`) over `keys` keys by inverse CDF.
 fn zipf(keys: usize, s: f64, len: usize, seed: u64) -> Vec<u64> {
@@ -36,7 +21,7 @@ fn zipf(keys: usize, s: f64, len: usize, seed: u64) -> Vec<u64> {
         acc += *c;
         *c = acc;
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..len)
         .map(|_| {
             let u = rng.next_f64() * acc;
