@@ -224,6 +224,13 @@ fn lru_group(c: &mut Criterion) {
         &present,
         &fresh,
     );
+    bench_insert(
+        &mut g,
+        "tierkit_fast_coarse",
+        tk_fast_coarse::<LruCache<_, _, _>>(),
+        &present,
+        &fresh,
+    );
     let fast_no_ttl: LruCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
         .hasher(FastHashBuilder::new())
         .build()

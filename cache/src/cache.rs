@@ -18,11 +18,11 @@ use crate::CacheStats;
 ///   capacity is an entry count. Inserting past capacity first drops expired entries, then evicts
 ///   by the policy until the new entry fits.
 /// - **Expiry**: an entry inserted with a time-to-live (its own, or the cache default) expires at
-///   `inserted_at + ttl` on the cache's [`Clock`](crate::Clock). Lookups compare with the
-///   clock's lookup reading ([`recent_nanos`](crate::Clock::recent_nanos)): exact for the default
-///   [`SystemClock`](crate::SystemClock), up to about a millisecond behind for a
-///   [`CoarseClock`](crate::CoarseClock); never ahead, so an entry is never dropped early.
-///   Expired entries are dropped lazily when looked up and proactively (by the exact time) on
+///   `inserted_at + ttl` on the cache's [`Clock`](crate::Clock), whose
+///   [`recent_nanos`](crate::Clock::recent_nanos) reading both sets and checks deadlines: exact
+///   for the default [`SystemClock`](crate::SystemClock), within about a millisecond either way
+///   for a [`CoarseClock`](crate::CoarseClock).
+///   Expired entries are dropped lazily when looked up and proactively (on the same time) on
 ///   every write (`insert*`, `remove`) and by [`purge_expired`](Cache::purge_expired), so they
 ///   never hold capacity past the next write. Replacing a value restarts its TTL.
 /// - **Removal listener**: every entry that leaves the cache is reported once with its

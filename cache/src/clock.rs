@@ -8,17 +8,16 @@ use std::time::{Duration, Instant};
 /// A source of monotonic time, in nanoseconds since an origin the clock chooses (a fixed instant
 /// in the past: the process's first reading for [`SystemClock`], creation for [`MockClock`]).
 ///
-/// A cache reads two things from its clock:
+/// A cache reads one thing from its clock: [`recent_nanos`](Clock::recent_nanos), the cache's
+/// time. An insert with a time-to-live sets its deadline from it, lookups of entries that have a
+/// deadline (`get`, `peek`, `contains`, `iter`) and writes that drop expired entries compare
+/// against it. The default is [`now_nanos`](Clock::now_nanos) itself, so expiry is exact;
+/// [`CoarseClock`](crate::CoarseClock) makes it one atomic load that lags by about a
+/// millisecond, and since deadlines and checks read the same lagging time line, a time-to-live
+/// then holds to within about one tick, early or late (memcached's clock works the same way, at
+/// a one-second grain).
 ///
-/// - [`now_nanos`](Clock::now_nanos), exact, on every write that needs the time (an insert with a
-///   time-to-live computes its deadline from it; writes drop the entries whose deadline passed);
-/// - [`recent_nanos`](Clock::recent_nanos) on lookups of entries that have a deadline (`get`,
-///   `peek`, `contains`, `iter`). It may lag `now_nanos` but is never ahead of it, so an entry
-///   **never expires early**; it may be served for as long as the reading lags after its deadline.
-///   The default is `now_nanos` itself (exact); [`CoarseClock`](crate::CoarseClock) makes it one
-///   atomic load that lags by about a millisecond.
-///
-/// Entries without a deadline never read the clock on lookups.
+/// Lookups of entries without a deadline, and writes while no entry has one, read no clock.
 ///
 /// # Examples
 ///
@@ -50,8 +49,9 @@ pub trait Clock: Send + Sync + 'static {
     /// Nanoseconds since the clock's origin, exact. Must never decrease.
     fn now_nanos(&self) -> u64;
 
-    /// A reading for lookups: at most what [`now_nanos`](Clock::now_nanos) would return at the
-    /// same moment, never decreasing, and ideally cheaper. The default returns `now_nanos()`.
+    /// The reading a cache uses for every deadline and expiry check: at most what
+    /// [`now_nanos`](Clock::now_nanos) would return at the same moment, never decreasing, and
+    /// ideally cheaper. The default returns `now_nanos()`.
     #[inline]
     fn recent_nanos(&self) -> u64 {
         self.now_nanos()
@@ -75,9 +75,9 @@ pub(crate) fn system_nanos() -> u64 {
 /// The real monotonic clock, [`Instant::now`], for every reading (exact expiry).
 ///
 /// One reading costs what the operating system's monotonic clock costs: about 20 ns on the
-/// virtual machines our benchmarks run on, paid by every lookup of an entry that has a deadline.
-/// [`CoarseClock`](crate::CoarseClock) makes those lookups nearly free in exchange for up to
-/// about a millisecond of lateness.
+/// virtual machines our benchmarks run on, paid by every lookup of an entry that has a deadline
+/// and every write while deadlines are in play. [`CoarseClock`](crate::CoarseClock) makes those
+/// readings nearly free in exchange for about a millisecond of imprecision.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 

@@ -2,9 +2,10 @@
 //! listener and the stats. A policy only orders the entries (see [`Policy`]).
 //!
 //! The index is a `hashbrown::HashTable<u32>` of slab indices that hashes *through the slab*, so a
-//! key is stored once. Time is the builder's clock in nanoseconds: writes read it exactly
-//! ([`Clock::now_nanos`]), lookups read [`Clock::recent_nanos`] and only when the entry found has
-//! a deadline.
+//! key is stored once. Time is the builder's clock in nanoseconds, always its
+//! [`Clock::recent_nanos`] reading (exact for most clocks), so deadlines and the checks against
+//! them share one time line; lookups read it only when the entry found has a deadline, writes only
+//! when a deadline is in play.
 //!
 //! Every keyed operation has a `*_hashed` form taking the key's hash, so a
 //! [`ConcurrentCache`](crate::ConcurrentCache) hashes once for the shard and the table, and
@@ -63,13 +64,19 @@ pub(crate) struct Engine<K, V, S, P> {
     capacity: u64,
     /// Entry-count bound: the capacity without a weigher, the slab's index range with one.
     max_entries: usize,
-    default_ttl: Option<Duration>,
+    /// The default time-to-live in nanoseconds (saturated at `u64::MAX`).
+    default_ttl: Option<u64>,
     pub(crate) weigher: Option<Arc<dyn Weigher<K, V>>>,
     listener: Option<Arc<dyn RemovalListener<K, V>>>,
     clock: Arc<dyn Clock>,
     /// The clock's lookup reading when it is a `CoarseClock`, loaded without a virtual call.
     recent: Option<&'static AtomicU64>,
     stats: CacheStats,
+}
+
+/// `ttl` in nanoseconds, saturated (past about 584 years: never expires).
+fn ttl_nanos(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The time-to-live of an insert.
@@ -146,7 +153,7 @@ impl<K: 'static, V: 'static, S, P: Policy> Engine<K, V, S, P> {
             weight: 0,
             capacity,
             max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX),
-            default_ttl: builder.default_ttl,
+            default_ttl: builder.default_ttl.map(ttl_nanos),
             weigher: builder.weigher.clone(),
             listener: builder.listener.clone(),
             clock: Arc::clone(&builder.clock),
@@ -155,12 +162,15 @@ impl<K: 'static, V: 'static, S, P: Policy> Engine<K, V, S, P> {
         })
     }
 
-    /// The exact time, for writes (never [`NEVER`]).
+    /// The time for writes: the same reading as lookups (so a coarse clock shifts every
+    /// decision alike), never [`NEVER`].
+    #[inline]
     fn now(&self) -> u64 {
-        self.clock.now_nanos().min(NEVER - 1)
+        self.recent().min(NEVER - 1)
     }
 
-    /// The lookup time: never ahead of [`now`](Self::now), possibly behind it.
+    /// The cache's time: [`Clock::recent_nanos`], exact for most clocks, a tick-old atomic load
+    /// for a `CoarseClock`.
     #[inline]
     fn recent(&self) -> u64 {
         match self.recent {
@@ -313,10 +323,10 @@ where
     pub(crate) fn insert_hashed(&mut self, hash: u64, key: K, value: V, ttl: Ttl) -> Option<V> {
         let ttl = match ttl {
             Ttl::Default => self.default_ttl,
-            Ttl::For(ttl) => Some(ttl),
+            Ttl::For(ttl) => Some(ttl_nanos(ttl)),
         };
-        // The exact time only when something can expire: an entry to schedule, or scheduled ones
-        // to drop. Without any deadline in play the write reads no clock.
+        // The time only when something can expire: an entry to schedule, or scheduled ones to
+        // drop. Without any deadline in play the write reads no clock.
         let now = if ttl.is_some() || !self.wheel.is_empty() {
             let now = self.now();
             self.purge(now);
@@ -328,17 +338,14 @@ where
 
         let deadline = match ttl {
             None => NEVER,
-            Some(ttl) if ttl.is_zero() => {
+            Some(0) => {
                 // Stored and expired at once: the old value is replaced, the new one expires.
                 let old = existing.map(|i| self.remove_entry(i, hash, RemovalCause::Replaced));
                 self.record(RemovalCause::Expired);
                 self.notify(&key, &value, RemovalCause::Expired);
                 return old.map(|n| n.value);
             }
-            Some(ttl) => u64::try_from(ttl.as_nanos())
-                .ok()
-                .and_then(|t| now.checked_add(t))
-                .unwrap_or(NEVER),
+            Some(ttl) => now.checked_add(ttl).unwrap_or(NEVER),
         };
 
         let weight = self.weigher.as_ref().map_or(1, |w| w.weigh(&key, &value));
@@ -372,6 +379,15 @@ where
             return Some(old_value);
         }
 
+        // A full cache of unit weights evicts exactly one entry: its slot takes the new one in
+        // place (no node moves, no free-list round trip).
+        if self.weigher.is_none()
+            && self.slab.len() >= self.max_entries
+            && let Some(victim) = self.policy.victim(&mut self.slab, NIL)
+        {
+            self.recycle(victim, hash, key, value, deadline);
+            return None;
+        }
         self.make_room(weight, NIL);
         match self.slab.insert(Node::new(key, value, deadline, weight)) {
             Ok(idx) => {
@@ -458,16 +474,40 @@ where
         });
     }
 
-    /// Unlinks entry `idx` (key hash `hash`) from everything, counts and reports it.
-    fn remove_entry(&mut self, idx: u32, hash: u64, cause: RemovalCause) -> Node<K, V> {
+    /// Evicts `victim` and stores the new entry (unit weight, key hash `hash`) in its slot.
+    fn recycle(&mut self, victim: u32, hash: u64, key: K, value: V, deadline: u64) {
+        let victim_hash = self.hash(&self.slab.node(victim).key);
+        self.detach(victim, victim_hash, true);
+        let (old_key, old_value) = self.slab.recycle(victim, key, value, deadline);
+        self.table.insert_unique(hash, victim, |&i| {
+            self.hasher.hash_one(&self.slab.node(i).key)
+        });
+        if deadline != NEVER {
+            self.wheel.schedule(&mut self.slab, victim);
+        }
+        self.policy.on_insert(&mut self.slab, victim, hash);
+        // One unit of weight left, one came in.
+        self.stats.inserts += 1;
+        self.record(RemovalCause::Evicted);
+        self.notify(&old_key, &old_value, RemovalCause::Evicted);
+    }
+
+    /// Takes entry `idx` (key hash `hash`) out of the wheel, the policy and the index table,
+    /// leaving its node in the slab.
+    #[inline]
+    fn detach(&mut self, idx: u32, hash: u64, evicted: bool) {
         if self.slab.node(idx).tslot != NO_SLOT {
             self.wheel.unschedule(&mut self.slab, idx);
         }
-        self.policy
-            .on_remove(&mut self.slab, idx, cause == RemovalCause::Evicted, hash);
+        self.policy.on_remove(&mut self.slab, idx, evicted, hash);
         if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
             entry.remove();
         }
+    }
+
+    /// Unlinks entry `idx` (key hash `hash`) from everything, counts and reports it.
+    fn remove_entry(&mut self, idx: u32, hash: u64, cause: RemovalCause) -> Node<K, V> {
+        self.detach(idx, hash, cause == RemovalCause::Evicted);
         let node = self.slab.remove(idx);
         self.weight -= node.weight;
         self.record(cause);

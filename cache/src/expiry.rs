@@ -27,6 +27,9 @@ pub(crate) struct Wheel {
     occupied: [u64; LEVELS],
     /// The wheel's current time: every scheduled deadline was after it when filed.
     elapsed: u64,
+    /// No scheduled deadline is before this (a lower bound, [`NEVER`] when nothing is
+    /// scheduled), so a write that finds `now` below it skips the wheel entirely.
+    horizon: u64,
     /// Scheduled entries.
     len: usize,
 }
@@ -37,6 +40,7 @@ impl Wheel {
             heads: Vec::new(),
             occupied: [0; LEVELS],
             elapsed: 0,
+            horizon: NEVER,
             len: 0,
         }
     }
@@ -53,16 +57,19 @@ impl Wheel {
     }
 
     /// Files `idx` (unscheduled, with a finite deadline) under its deadline.
+    #[inline]
     pub(crate) fn schedule<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
         debug_assert_ne!(slab.node(idx).deadline, NEVER);
         if self.heads.is_empty() {
             self.heads = vec![NIL; LEVELS * SLOTS];
         }
         self.len += 1;
+        self.horizon = self.horizon.min(slab.node(idx).deadline);
         self.file(slab, idx);
     }
 
     /// Removes `idx` from the wheel if it is scheduled.
+    #[inline]
     pub(crate) fn unschedule<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
         let (slot, prev, next) = {
             let n = slab.node_mut(idx);
@@ -90,17 +97,29 @@ impl Wheel {
         }
     }
 
-    /// Unschedules and returns one entry with `deadline <= now`, or `None` once there is none
-    /// (the wheel's time then moves to `now`).
+    /// Unschedules and returns one entry with `deadline <= now`, or `None` once there is none.
+    #[inline]
     pub(crate) fn pop_expired<K, V>(&mut self, slab: &mut Slab<K, V>, now: u64) -> Option<u32> {
+        if now < self.horizon {
+            return None;
+        }
+        self.advance(slab, now)
+    }
+
+    /// [`pop_expired`](Self::pop_expired) past the horizon check: moves the wheel's time towards
+    /// `now`, cascading, and pops one due entry; on `None` the horizon becomes the start of the
+    /// earliest occupied slot (every deadline filed there is at or after it).
+    fn advance<K, V>(&mut self, slab: &mut Slab<K, V>, now: u64) -> Option<u32> {
         loop {
             let Some((level, slot)) = self.next_occupied() else {
                 self.elapsed = self.elapsed.max(now);
+                self.horizon = NEVER;
                 return None;
             };
             let start = slot_start(self.elapsed, level, slot);
             if start > now {
                 self.elapsed = self.elapsed.max(now);
+                self.horizon = start;
                 return None;
             }
             self.elapsed = self.elapsed.max(start);
@@ -126,6 +145,7 @@ impl Wheel {
     pub(crate) fn clear(&mut self) {
         self.heads.fill(NIL);
         self.occupied = [0; LEVELS];
+        self.horizon = NEVER;
         self.len = 0;
     }
 
@@ -141,6 +161,7 @@ impl Wheel {
     }
 
     /// Links `idx` at the front of the slot its deadline belongs to now.
+    #[inline]
     fn file<K, V>(&mut self, slab: &mut Slab<K, V>, idx: u32) {
         let deadline = slab.node(idx).deadline;
         let (level, slot) = if deadline <= self.elapsed {

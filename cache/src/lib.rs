@@ -44,7 +44,7 @@
 //!
 //! - Writes (`insert*`, `remove`, [`purge_expired`](Cache::purge_expired)) first drop every
 //!   expired entry (`Expired`), then do their work. On writes expiry is exact to the nanosecond
-//!   of the clock: the deadlines sit in a hierarchical timer wheel drained in amortised O(1) per
+//!   of the cache's time: the deadlines sit in a hierarchical timer wheel drained in amortised O(1) per
 //!   entry. Lookups (`get`, `get_mut`) drop the expired entry they find; `peek`, `contains` and
 //!   `iter` skip it (lookups read the clock as described in [Time](#time)).
 //! - Replacing a value reports the old one as `Replaced` (`stats().updates`); if the new value
@@ -56,15 +56,15 @@
 //!
 //! ## Time
 //!
-//! Writes read the clock exactly ([`Clock::now_nanos`]); lookups of entries that have a deadline
-//! read [`Clock::recent_nanos`], which may lag but is never ahead, so an entry never expires
-//! early. Entries without a deadline never read the clock on lookups.
+//! The cache's time is its clock's [`Clock::recent_nanos`] reading: inserts set deadlines from
+//! it, and lookups and writes check them against it. Lookups of entries without a deadline, and
+//! writes while no entry has one, read no clock.
 //!
-//! | clock | lookups read | an entry is served after its deadline for | cost of a lookup's reading |
+//! | clock | the cache's time | a time-to-live holds to within | cost of a reading |
 //! |---|---|---|---|
-//! | [`SystemClock`] (default) | `Instant::now()` | never | ~20-30 ns (the OS clock) |
-//! | [`CoarseClock`] | a timestamp a background thread refreshes every millisecond | at most 1 ms + scheduling delay of that thread | one atomic load |
-//! | [`MockClock`] | the time you advanced it to | never | one atomic load |
+//! | [`SystemClock`] (default) | `Instant::now()` | exact | ~20-30 ns (the OS clock) |
+//! | [`CoarseClock`] | a timestamp a background thread refreshes every millisecond | about 1 ms (+ scheduling delay of that thread), early or late | one atomic load |
+//! | [`MockClock`] | the time you advanced it to | exact | one atomic load |
 //!
 //! ## Hashing
 //!

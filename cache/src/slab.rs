@@ -150,6 +150,22 @@ impl<K, V> Slab<K, V> {
         }
     }
 
+    /// Puts a new entry in the occupied, unlinked slot `idx` (in every list and the wheel, it
+    /// must be detached) and returns the old key and value.
+    pub(crate) fn recycle(&mut self, idx: u32, key: K, value: V, deadline: u64) -> (K, V) {
+        self.links[idx as usize] = Links::UNLINKED;
+        let node = self.node_mut(idx);
+        debug_assert_eq!(node.tslot, crate::expiry::NO_SLOT);
+        node.deadline = deadline;
+        node.weight = 1;
+        node.meta = 0;
+        *node.refs.get_mut() = 0;
+        (
+            std::mem::replace(&mut node.key, key),
+            std::mem::replace(&mut node.value, value),
+        )
+    }
+
     /// Takes the node at `idx` out, making its slot vacant.
     pub(crate) fn remove(&mut self, idx: u32) -> Node<K, V> {
         let slot = std::mem::replace(

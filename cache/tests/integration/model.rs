@@ -4,10 +4,10 @@
 //! `weight`, the removal-listener events and the stats must agree.
 //!
 //! Half the cases run on a `MockClock` (exact time everywhere), half on a `TickedClock` whose
-//! lookup reading (`recent_nanos`) only catches up with the exact one on a `Tick` operation, as
-//! a `CoarseClock`'s does every millisecond: the model then looks entries up at the lagging time
-//! and writes at the exact one, which is what pins the coarse semantics (never expired early,
-//! served late only while the reading lags).
+//! cache reading (`recent_nanos`) only catches up with the exact one on a `Tick` operation, as
+//! a `CoarseClock`'s does every millisecond: the model then does everything (deadlines, lookups,
+//! purges) at the lagging time, which pins the coarse semantics (the cache never reads the exact
+//! `now_nanos`, so time stands still between ticks).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use tierkit_cache::{
     RemovalCause, S3FifoCache,
 };
 
-/// A clock with an exact reading and a lookup reading that only moves on [`TickedClock::tick`].
+/// A clock with an exact reading and a cache reading that only moves on [`TickedClock::tick`].
 #[derive(Clone, Default)]
 struct TickedClock {
     now: Arc<AtomicU64>,
@@ -116,10 +116,10 @@ pub(crate) struct Model {
     capacity: u64,
     weighted: bool,
     default_ttl: Option<u64>,
-    /// The exact time (writes).
+    /// The exact time (`now_nanos`, which the cache must never read).
     now: u64,
-    /// The lookup time (`get`, `peek`, iteration): `now` with an exact clock, else the time of
-    /// the last tick.
+    /// The cache's time (deadlines, lookups, purges): `now` with an exact clock, else the time
+    /// of the last tick.
     recent: u64,
     /// Whether `recent` follows `now` at once.
     exact: bool,
@@ -165,9 +165,9 @@ impl Model {
         self.entries.iter().position(|e| e.key == key)
     }
 
-    /// Expired for a write (exact time).
+    /// Expired for a write (the cache's time: the lagging one under a ticked clock).
     fn expired(&self, e: &Entry) -> bool {
-        e.deadline.is_some_and(|d| d <= self.now)
+        e.deadline.is_some_and(|d| d <= self.recent)
     }
 
     /// Expired for a lookup (the possibly lagging time).
@@ -365,7 +365,7 @@ impl Model {
             self.events.push((key, value, RemovalCause::Rejected));
             return old;
         }
-        let deadline = ttl.map(|t| self.now + t);
+        let deadline = ttl.map(|t| self.recent + t);
         if present {
             let pos = self.pos(key).expect("present");
             let e = &mut self.entries[pos];

@@ -220,11 +220,12 @@ fn assorted_ttls_expire_exactly_on_writes() {
     }
 }
 
-/// On the real `CoarseClock` a deadline is exact (set from the exact time) and lookups read the
-/// lagging one, so an entry is live right after its insert, whatever the ticker is doing. (The
-/// lagging semantics themselves are pinned by the model tests' `TickedClock`.)
+/// On the real `CoarseClock` deadlines and lookups read the same lagging time, so an entry with a
+/// time-to-live far above a tick is live right after its insert, whatever the ticker is doing,
+/// and a zero time-to-live is never stored. (The lagging semantics themselves are pinned by the
+/// model tests' `TickedClock`.)
 #[test]
-fn coarse_clock_never_expires_early() {
+fn coarse_clock_keeps_fresh_entries() {
     fn check<C: Cache<u64, u64> + CachePolicy<u64, u64>>() {
         let mut cache: C = CacheBuilder::new(10)
             .default_ttl(Duration::from_secs(3600))
