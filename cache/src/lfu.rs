@@ -1,4 +1,5 @@
-//! [`LfuCache`]: evicts the least frequently used entry, in O(1).
+//! [`LfuCache`]: evicts the least frequently used entry, in O(1), with frequency aging
+//! ([`LfuAging`]).
 
 use std::hash::RandomState;
 
@@ -19,10 +20,21 @@ use crate::{CacheError, Result};
 /// removing are constant time. Here the runs are segments of one intrusive list and each entry
 /// knows its frequency bucket.
 ///
+/// # Aging
+///
 /// Plain LFU never forgets: a key that was hot yesterday keeps its count forever, and new keys
-/// struggle to stay. Opt into **aging** with [`with_aging`](Self::with_aging) to halve every
-/// frequency (rounding up) after each `period` accesses. On the ARC OLTP trace at 2,000 entries,
-/// plain LFU hits 18.2% of lookups, LFU aged every 2,000 accesses 44.9% (LRU: 42.5%).
+/// struggle to stay. So every `LfuCache` **ages** its frequencies by default, however it is
+/// built ([`new`](Self::new), a [`CacheBuilder`](crate::CacheBuilder), or the shards of a
+/// [`ConcurrentCache`](crate::ConcurrentCache)): every frequency is halved, rounding up, once
+/// the accesses (hits and value replacements) since the last halving reach the number of
+/// entries the cache holds ([`LfuAging::Adaptive`]). Redis's LFU mode makes the same choice: its
+/// per-key counters decay with time unless configured otherwise. On the ARC OLTP trace at 2,000
+/// entries, plain LFU hits 18.2% of lookups, aged LFU 44.9% (LRU: 42.5%); on stable Zipf traffic
+/// aging gives back part of plain LFU's lead over LRU, but stays above LRU.
+///
+/// [`with_aging`](Self::with_aging) sets a fixed period instead, and
+/// [`without_aging`](Self::without_aging) turns aging off (plain LFU);
+/// [`aging`](Self::aging) says which rule is in force.
 ///
 /// # Examples
 ///
@@ -31,7 +43,8 @@ use crate::{CacheError, Result};
 ///
 /// let mut cache = LfuCache::new(2)?;
 /// cache.insert("hot", 1);
-/// for _ in 0..3 {
+/// cache.insert("warm", 2);
+/// for _ in 0..10 {
 ///     cache.get(&"hot");
 /// }
 /// // A scan of one-off keys cannot push the hot key out.
@@ -39,6 +52,15 @@ use crate::{CacheError, Result};
 ///     cache.insert(key, i);
 /// }
 /// assert!(cache.contains(&"hot"));
+///
+/// // Once the traffic moves on, aging (on by default) lets yesterday's hot key go: after a few
+/// // hits on "d", "hot" is the least frequent entry and the next insert evicts it.
+/// for _ in 0..5 {
+///     cache.get(&"d");
+/// }
+/// cache.insert("e", 4);
+/// assert!(!cache.contains(&"hot"));
+/// assert!(cache.contains(&"d"));
 /// # Ok::<(), tierkit_cache::CacheError>(())
 /// ```
 pub struct LfuCache<K, V, S = RandomState> {
@@ -47,10 +69,47 @@ pub struct LfuCache<K, V, S = RandomState> {
 
 cache_type!(LfuCache, "LFU cache");
 
+/// When an [`LfuCache`] halves its frequencies, as set by its constructors and returned by
+/// [`LfuCache::aging`].
+///
+/// Aging halves every entry's frequency, rounding up (so it stays at least 1); entries that end
+/// up at the same frequency keep their order, those that had the lower frequency first. Each
+/// halving walks all entries, so it costs O(entries); every rule below keeps that amortised O(1)
+/// per access. Accesses are `get`/`get_mut` hits and value replacements; inserts of new keys,
+/// misses, `peek` and `contains` do not count.
+///
+/// # Examples
+///
+/// ```
+/// use tierkit_cache::{LfuAging, LfuCache};
+///
+/// let cache = LfuCache::<u64, String>::new(100)?;
+/// assert_eq!(cache.aging(), LfuAging::Adaptive);
+/// assert_eq!(cache.with_aging(1_000)?.aging(), LfuAging::Every(1_000));
+/// # Ok::<(), tierkit_cache::CacheError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LfuAging {
+    /// The default: halve once the accesses since the last halving reach the number of entries
+    /// the cache holds at that moment ([`len`](crate::Cache::len), at least 1). For a full cache
+    /// without a weigher that is every `capacity` accesses; it needs no estimate of the entry
+    /// count of a cache with a weigher, and the halving's cost never exceeds the accesses that
+    /// led to it. While the cache holds few entries it halves often, so counts gathered in a
+    /// nearly empty cache fade quickly.
+    #[default]
+    Adaptive,
+    /// Halve after every this many accesses (at least 1), set by
+    /// [`LfuCache::with_aging`].
+    Every(u64),
+    /// Never halve: plain LFU, set by [`LfuCache::without_aging`].
+    Off,
+}
+
 impl<K, V, S> LfuCache<K, V, S> {
-    /// Turns on frequency aging: after every `period` accesses (hits and value replacements),
-    /// every entry's frequency is halved, rounding up (so it stays at least 1). Entries that end
-    /// up at the same frequency keep their order, those that had the lower frequency first.
+    /// Ages with a fixed period instead of the default [`LfuAging::Adaptive`]: after every
+    /// `period` accesses (hits and value replacements), every entry's frequency is halved,
+    /// rounding up (see [`LfuAging`]). The access count starts again from zero.
     ///
     /// Aging walks all entries, so it is amortised O(1) when `period` is at least the number of
     /// entries: without a weigher, `period` must be at least the capacity; with a weigher,
@@ -63,11 +122,12 @@ impl<K, V, S> LfuCache<K, V, S> {
     /// # Examples
     ///
     /// ```
-    /// use tierkit_cache::{Cache, LfuCache};
+    /// use tierkit_cache::{Cache, LfuAging, LfuCache};
     ///
     /// let mut cache = LfuCache::new(100)?.with_aging(1_000)?;
     /// cache.insert(1, "one");
-    /// assert_eq!(cache.aging_period(), Some(1_000));
+    /// assert_eq!(cache.aging(), LfuAging::Every(1_000));
+    /// assert!(LfuCache::<u64, u64>::new(100)?.with_aging(99).is_err());
     /// # Ok::<(), tierkit_cache::CacheError>(())
     /// ```
     pub fn with_aging(mut self, period: u64) -> Result<Self> {
@@ -83,14 +143,48 @@ impl<K, V, S> LfuCache<K, V, S> {
                 reason: "must be at least the capacity, to keep aging amortised O(1)",
             });
         }
-        self.inner.policy.aging_period = Some(period);
+        self.inner.policy.aging = LfuAging::Every(period);
         self.inner.policy.accesses = 0;
         Ok(self)
     }
 
-    /// The aging period set by [`with_aging`](Self::with_aging), if any.
-    pub fn aging_period(&self) -> Option<u64> {
-        self.inner.policy.aging_period
+    /// Turns aging off: plain LFU, whose frequencies only grow ([`LfuAging::Off`]). Suits
+    /// traffic whose popular keys never change; where they drift, the default aging keeps the
+    /// hit ratio up (see the [type docs](LfuCache#aging)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::{Cache, LfuAging, LfuCache};
+    ///
+    /// let mut cache = LfuCache::new(2)?.without_aging();
+    /// assert_eq!(cache.aging(), LfuAging::Off);
+    /// cache.insert("hot", 1);
+    /// cache.insert("warm", 2);
+    /// for _ in 0..10 {
+    ///     cache.get(&"hot");
+    /// }
+    /// cache.insert("d", 3);
+    /// for _ in 0..5 {
+    ///     cache.get(&"d");
+    /// }
+    /// // Never forgets: "hot" keeps its 11 uses, so "d" (6) is the one evicted.
+    /// cache.insert("e", 4);
+    /// assert!(cache.contains(&"hot"));
+    /// assert!(!cache.contains(&"d"));
+    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// ```
+    #[must_use]
+    pub fn without_aging(mut self) -> Self {
+        self.inner.policy.aging = LfuAging::Off;
+        self.inner.policy.accesses = 0;
+        self
+    }
+
+    /// The aging rule in force: [`LfuAging::Adaptive`] unless
+    /// [`with_aging`](Self::with_aging) or [`without_aging`](Self::without_aging) changed it.
+    pub fn aging(&self) -> LfuAging {
+        self.inner.policy.aging
     }
 }
 
@@ -109,7 +203,8 @@ pub(crate) struct Lfu {
     list: List,
     buckets: Vec<Bucket>,
     free_bucket: u32,
-    aging_period: Option<u64>,
+    aging: LfuAging,
+    /// Accesses since the last aging (or since aging was configured).
     accesses: u64,
 }
 
@@ -185,12 +280,15 @@ impl Lfu {
                 slab.node_mut(idx).meta = nb;
             }
         }
-        if let Some(period) = self.aging_period {
-            self.accesses += 1;
-            if self.accesses >= period {
-                self.accesses = 0;
-                self.age(slab);
-            }
+        let period = match self.aging {
+            LfuAging::Adaptive => u64::try_from(slab.len()).unwrap_or(u64::MAX).max(1),
+            LfuAging::Every(period) => period,
+            LfuAging::Off => return,
+        };
+        self.accesses += 1;
+        if self.accesses >= period {
+            self.accesses = 0;
+            self.age(slab);
         }
     }
 
@@ -231,7 +329,7 @@ impl Policy for Lfu {
             // At most one bucket per entry: a hit never allocates once this is reserved.
             buckets: Vec::with_capacity(prealloc),
             free_bucket: NIL,
-            aging_period: None,
+            aging: LfuAging::Adaptive,
             accesses: 0,
         }
     }

@@ -123,7 +123,7 @@ pub use engine::Iter;
 pub use error::{CacheError, Result};
 pub use fifo::FifoCache;
 pub use hasher::{FastHashBuilder, FastHasher};
-pub use lfu::LfuCache;
+pub use lfu::{LfuAging, LfuCache};
 pub use loader::{LoadError, LoadOutcome};
 pub use lru::LruCache;
 pub use removal::{RemovalCause, RemovalListener, Weigher};

@@ -79,8 +79,19 @@ const S3_MOVE_TO_MAIN: u64 = 2;
 pub(crate) enum Kind {
     Lru,
     Fifo,
-    Lfu { aging: Option<u64> },
+    Lfu { aging: Aging },
     S3Fifo,
+}
+
+/// When the LFU model halves its frequencies (the model's own copy of `LfuAging`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Aging {
+    /// Once the accesses since the last halving reach the entry count (at least 1): the default.
+    Adaptive,
+    /// After every this many accesses.
+    Every(u64),
+    /// Never (plain LFU).
+    Off,
 }
 
 #[derive(Clone, Debug)]
@@ -262,7 +273,13 @@ impl Model {
             Kind::Lfu { aging } => {
                 self.entries[pos].freq += 1;
                 self.entries[pos].stamp = self.tick;
-                if let Some(period) = aging {
+                let period = match aging {
+                    // Every entry held counts, expired ones not yet dropped included (`len`).
+                    Aging::Adaptive => Some((self.entries.len() as u64).max(1)),
+                    Aging::Every(period) => Some(period),
+                    Aging::Off => None,
+                };
+                if let Some(period) = period {
                     self.accesses += 1;
                     if self.accesses >= period {
                         self.accesses = 0;
@@ -669,15 +686,25 @@ proptest! {
         check(Kind::Fifo, &case, |b| b.build::<FifoCache<u8, u32>>().unwrap())?;
     }
 
+    /// The default `LfuCache`, as every constructor builds it: adaptive aging.
     #[test]
-    fn lfu_matches_model(case in case()) {
-        check(Kind::Lfu { aging: None }, &case, |b| b.build::<LfuCache<u8, u32>>().unwrap())?;
+    fn lfu_with_default_aging_matches_model(case in case()) {
+        check(Kind::Lfu { aging: Aging::Adaptive }, &case, |b| {
+            b.build::<LfuCache<u8, u32>>().unwrap()
+        })?;
+    }
+
+    #[test]
+    fn lfu_without_aging_matches_model(case in case()) {
+        check(Kind::Lfu { aging: Aging::Off }, &case, |b| {
+            b.build::<LfuCache<u8, u32>>().unwrap().without_aging()
+        })?;
     }
 
     #[test]
     fn lfu_with_aging_matches_model(case in case(), extra in 0..6u64) {
         let period = case.capacity + extra;
-        check(Kind::Lfu { aging: Some(period) }, &case, |b| {
+        check(Kind::Lfu { aging: Aging::Every(period) }, &case, |b| {
             b.build::<LfuCache<u8, u32>>().unwrap().with_aging(period).unwrap()
         })?;
     }

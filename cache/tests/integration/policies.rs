@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use tierkit_cache::{
-    Cache, CacheBuilder, CacheError, CachePolicy, FifoCache, LfuCache, LruCache, RemovalCause,
-    S3FifoCache,
+    Cache, CacheBuilder, CacheError, CachePolicy, ConcurrentCache, FifoCache, LfuAging, LfuCache,
+    LruCache, RemovalCause, S3FifoCache,
 };
 use tierkit_testkit::{allocated_by_this_thread, allocations_by_this_thread};
 
@@ -231,7 +231,7 @@ fn fifo_keeps_insertion_order_on_hits_and_updates() {
 
 #[test]
 fn lfu_keeps_a_hot_key_over_a_scan() {
-    let mut lfu = LfuCache::new(100).unwrap();
+    let mut lfu = LfuCache::new(100).unwrap().without_aging();
     let mut lru = LruCache::new(100).unwrap();
     for k in 0..10u64 {
         lfu.insert(k, k);
@@ -255,6 +255,28 @@ fn lfu_keeps_a_hot_key_over_a_scan() {
     assert!(lfu.contains(&1_999) && !lfu.contains(&1_000));
 }
 
+/// With the default aging too, a scan cannot push out keys hit in a cache holding many entries:
+/// misses are not accesses, so a scan ages nothing. (Hits counted while the cache holds only a
+/// few entries age it often, and fade quickly: see `LfuAging::Adaptive`.)
+#[test]
+fn lfu_default_keeps_a_hot_key_over_a_scan() {
+    let mut lfu = LfuCache::new(100).unwrap();
+    for k in 10_000..10_050u64 {
+        lfu.insert(k, k);
+    }
+    for k in 0..10u64 {
+        lfu.insert(k, k);
+        for _ in 0..5 {
+            lfu.get(&k);
+        }
+    }
+    for k in 1_000..2_000u64 {
+        lfu.insert(k, k);
+    }
+    assert!((0..10).all(|k| lfu.contains(&k)), "LFU keeps the hot keys");
+    assert_eq!(lfu.len(), 100);
+}
+
 #[test]
 fn lfu_order_and_aging() {
     let mut cache = LfuCache::new(3).unwrap().with_aging(4).unwrap();
@@ -271,31 +293,104 @@ fn lfu_order_and_aging() {
     cache.insert('d', 4);
     assert!(!cache.contains(&'b'));
 
-    // Yesterday's celebrity fades with aging; without it, it stays forever.
-    let run = |aging: bool| {
-        let mut cache = LfuCache::new(10).unwrap();
-        if aging {
-            cache = cache.with_aging(10).unwrap();
-        }
-        cache.insert(0u64, 0u64);
-        for _ in 0..1_000 {
-            cache.get(&0);
-        }
-        for k in 1..5_000u64 {
-            cache.insert(k, k);
-            cache.get(&k);
-            cache.get(&k);
-        }
-        cache.contains(&0)
-    };
-    assert!(run(false));
-    assert!(!run(true));
+    // Yesterday's celebrity fades with a fixed period too.
+    let mut fixed = LfuCache::new(10).unwrap().with_aging(10).unwrap();
+    assert_eq!(fixed.aging(), LfuAging::Every(10));
+    assert!(!celebrity_survives(&mut fixed));
 
     assert!(matches!(
         LfuCache::<u8, u8>::new(10).unwrap().with_aging(9),
         Err(CacheError::InvalidConfig { .. })
     ));
     assert!(LfuCache::<u8, u8>::new(10).unwrap().with_aging(0).is_err());
+    // With a weigher the entry count is unknown: any non-zero period is accepted.
+    let weighted: LfuCache<u8, u8> = CacheBuilder::new(1_000)
+        .weigher(|_: &u8, v: &u8| u64::from(*v))
+        .build()
+        .unwrap();
+    assert_eq!(weighted.with_aging(1).unwrap().aging(), LfuAging::Every(1));
+}
+
+/// One request of [`celebrity_traffic`].
+enum Request {
+    Insert(u64),
+    Get(u64),
+}
+
+/// Fills a 10-entry cache, makes key 0 a celebrity (1,000 hits), then moves the traffic on to
+/// new keys hit twice each.
+fn celebrity_traffic(mut request: impl FnMut(Request)) {
+    for k in 0..10 {
+        request(Request::Insert(k));
+    }
+    for _ in 0..1_000 {
+        request(Request::Get(0));
+    }
+    for k in 10..5_000 {
+        request(Request::Insert(k));
+        request(Request::Get(k));
+        request(Request::Get(k));
+    }
+}
+
+/// Whether the celebrity of [`celebrity_traffic`] is still cached at the end.
+fn celebrity_survives(cache: &mut impl Cache<u64, u64>) -> bool {
+    celebrity_traffic(|request| match request {
+        Request::Insert(k) => {
+            cache.insert(k, k);
+        }
+        Request::Get(k) => {
+            cache.get(&k);
+        }
+    });
+    cache.contains(&0)
+}
+
+/// Aging is on by default however an `LfuCache` is built: yesterday's celebrity fades without
+/// any call to `with_aging`.
+#[test]
+fn lfu_ages_by_default_however_built() {
+    let mut new = LfuCache::new(10).unwrap();
+    assert_eq!(new.aging(), LfuAging::Adaptive);
+    assert!(!celebrity_survives(&mut new), "LfuCache::new");
+
+    let mut built: LfuCache<u64, u64> = CacheBuilder::new(10).build().unwrap();
+    assert_eq!(built.aging(), LfuAging::Adaptive);
+    assert!(!celebrity_survives(&mut built), "CacheBuilder::build");
+
+    let shared: ConcurrentCache<u64, u64, LfuCache<u64, u64>> =
+        ConcurrentCache::with_builder(&CacheBuilder::new(10).shards(1)).unwrap();
+    celebrity_traffic(|request| match request {
+        Request::Insert(k) => {
+            shared.insert(k, k);
+        }
+        Request::Get(k) => {
+            shared.get(&k);
+        }
+    });
+    assert!(!shared.contains(&0), "ConcurrentCache shard");
+
+    // A weighted cache ages by its entry count: 10 entries of weight 3 in a capacity of 30.
+    let mut weighted: LfuCache<u64, u64> = CacheBuilder::new(30)
+        .weigher(|_: &u64, _: &u64| 3)
+        .build()
+        .unwrap();
+    assert!(!celebrity_survives(&mut weighted), "weighted");
+}
+
+/// `without_aging` is plain LFU: the celebrity's 1,001 uses keep it cached forever.
+#[test]
+fn lfu_without_aging_never_forgets() {
+    let mut cache = LfuCache::new(10).unwrap().without_aging();
+    assert_eq!(cache.aging(), LfuAging::Off);
+    assert!(celebrity_survives(&mut cache));
+    // It also undoes an earlier `with_aging`.
+    let mut cache = LfuCache::new(10)
+        .unwrap()
+        .with_aging(10)
+        .unwrap()
+        .without_aging();
+    assert!(celebrity_survives(&mut cache));
 }
 
 #[test]
@@ -439,6 +534,7 @@ fn arc_trace_hit_ratios() {
     let lru = replay::<LruCache<u64, ()>>(&keys, "LRU");
     replay::<FifoCache<u64, ()>>(&keys, "FIFO");
     replay::<LfuCache<u64, ()>>(&keys, "LFU");
+    replay_with::<LfuCache<u64, ()>>(&keys, "LFU/off", LfuCache::without_aging);
     for factor in [1, 4, 16] {
         replay_with::<LfuCache<u64, ()>>(&keys, &format!("LFU/{factor}x"), |c| {
             let period = c.capacity() * factor;
