@@ -294,6 +294,24 @@ fn s3fifo_group(c: &mut Criterion) {
         &present,
         &fresh,
     );
+    bench_insert(
+        &mut g,
+        "tierkit_fast_coarse",
+        tk_fast_coarse::<S3FifoCache<_, _, _>>(),
+        &present,
+        &fresh,
+    );
+    let fast_no_ttl: S3FifoCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
+        .hasher(FastHashBuilder::new())
+        .build()
+        .expect("valid config");
+    bench_insert(
+        &mut g,
+        "tierkit_fast_no_ttl",
+        Tk(fast_no_ttl),
+        &present,
+        &fresh,
+    );
     g.finish();
 }
 

@@ -5,6 +5,7 @@ use std::hash::RandomState;
 use std::sync::atomic::Ordering;
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use crate::engine::{Engine, Policy, cache_type};
 use crate::slab::{List, NIL, Node, Slab};
@@ -22,8 +23,8 @@ use crate::slab::{List, NIL, Node, Slab};
 ///   main queue's front with its frequency minus one. Else the small queue's oldest entry moves
 ///   to the main queue (frequency reset to 0) if it was read at least twice while in the small
 ///   queue, and is evicted otherwise, its key's 64-bit hash recorded in the ghost.
-/// - The ghost holds hashes only, as many (by weight) as the main queue's share; a ghost hit
-///   forgets the hash.
+/// - The ghost holds hashes only, as many (by weight, each counting at least 1) as the main
+///   queue's share; a ghost hit forgets the hash.
 ///
 /// The "read at least twice" threshold is that of the paper's reference implementation
 /// (libCacheSim's original S3-FIFO); we measured it against "at least once" on the ARC OLTP
@@ -206,81 +207,232 @@ impl Policy for S3Fifo {
     }
 }
 
-/// Hashes of keys recently evicted from the small queue, bounded by total weight, oldest first.
+/// Hashes of keys recently evicted from the small queue, oldest first, bounded by weight: each
+/// hash counts its entry's weight, at least 1, so the ghost never holds more hashes than its
+/// capacity (nor more than [`Ghost::MAX_LEN`]).
 ///
-/// The queue keeps `(hash, seq)` in eviction order; the table maps each remembered hash to the
-/// `seq` and weight of its live queue element. Forgetting a hash on a ghost hit is O(1): it
-/// leaves a stale queue element behind (its `seq` no longer matches the table), skipped when it
-/// reaches the front and swept out when stale elements outnumber live ones.
+/// The slots sit in a ring in eviction order, each at a position (a wrapping `u32` sequence
+/// number); the table holds positions only and hashes through the ring, as the engine's index
+/// hashes through the slab. Dropping the oldest hash therefore finds its position among 4-byte
+/// table entries without reading other slots, and a miss (the usual case for a new key) reads
+/// only the table's control bytes. Forgetting a hash on a ghost hit marks its slot dead; dead
+/// slots are skipped at the front and compacted away (with the table rebuilt) once they
+/// outnumber the live ones, amortised O(1).
 struct Ghost {
-    queue: VecDeque<(u64, u64)>,
-    table: HashTable<GhostEntry>,
+    ring: VecDeque<GhostSlot>,
+    /// Position of `ring[0]`.
+    front: u32,
+    table: HashTable<u32>,
+    /// Sum of the live slots' charges.
     weight: u128,
     capacity: u128,
-    seq: u64,
 }
 
 #[derive(Clone, Copy)]
-struct GhostEntry {
+struct GhostSlot {
     hash: u64,
-    seq: u64,
-    weight: u64,
+    /// The entry's weight, at least 1.
+    charge: u64,
+    live: bool,
+}
+
+/// A ring index as a position offset: the ring never holds more than [`Ghost::MAX_LEN`] (2^31)
+/// slots, so the index fits.
+#[inline]
+#[allow(clippy::cast_possible_truncation)]
+fn offset(index: usize) -> u32 {
+    index as u32
+}
+
+/// Index in the ring of the slot at `pos`.
+#[inline]
+fn ring_index(front: u32, pos: u32) -> usize {
+    pos.wrapping_sub(front) as usize
 }
 
 impl Ghost {
+    /// The most hashes the ghost holds, so that positions stay unique in a `u32`; past it the
+    /// oldest is forgotten (reached only by a weighted cache of billions of light entries).
+    const MAX_LEN: usize = 1 << 31;
+
     fn new(capacity: u128) -> Self {
         Self {
-            queue: VecDeque::new(),
+            ring: VecDeque::new(),
+            front: 0,
             table: HashTable::new(),
             weight: 0,
             capacity,
-            seq: 0,
         }
     }
 
     fn push(&mut self, hash: u64, weight: u64) {
-        // A hash already remembered (only after a collision) is refreshed.
-        self.remove(hash);
-        self.seq += 1;
-        let seq = self.seq;
-        self.queue.push_back((hash, seq));
-        self.table
-            .insert_unique(hash, GhostEntry { hash, seq, weight }, |e| e.hash);
-        self.weight += u128::from(weight);
-        while self.weight > self.capacity {
-            let Some((hash, seq)) = self.queue.pop_front() else {
-                break;
-            };
-            if let Ok(entry) = self
-                .table
-                .find_entry(hash, |e| e.hash == hash && e.seq == seq)
-            {
-                let (e, _) = entry.remove();
-                self.weight -= u128::from(e.weight);
+        let charge = weight.max(1);
+        let pos = self.front.wrapping_add(offset(self.ring.len()));
+        let Self {
+            ring, front, table, ..
+        } = self;
+        let front = *front;
+        ring.push_back(GhostSlot {
+            hash,
+            charge,
+            live: true,
+        });
+        let at = |p: &u32| ring_index(front, *p);
+        match table.entry(hash, |p| ring[at(p)].hash == hash, |p| ring[at(p)].hash) {
+            // Already remembered (two keys with one hash): the new slot replaces the old one.
+            Entry::Occupied(mut entry) => {
+                let old = &mut ring[at(entry.get())];
+                old.live = false;
+                self.weight -= u128::from(old.charge);
+                *entry.get_mut() = pos;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(pos);
             }
         }
-        if self.queue.len() > 2 * self.table.len() + 32 {
-            let table = &self.table;
-            self.queue
-                .retain(|&(h, s)| table.find(h, |e| e.hash == h && e.seq == s).is_some());
+        self.weight += u128::from(charge);
+        while self.weight > self.capacity || self.ring.len() > Self::MAX_LEN {
+            self.forget_oldest();
+        }
+        self.skip_dead();
+        if self.ring.len() > 2 * self.table.len() + 32 {
+            self.compact();
         }
     }
 
     /// Whether `hash` was remembered; it is forgotten either way.
+    #[inline]
     fn remove(&mut self, hash: u64) -> bool {
-        match self.table.find_entry(hash, |e| e.hash == hash) {
+        if self.table.is_empty() {
+            return false;
+        }
+        let Self {
+            ring, front, table, ..
+        } = self;
+        let front = *front;
+        match table.find_entry(hash, |p| ring[ring_index(front, *p)].hash == hash) {
             Ok(entry) => {
-                let (e, _) = entry.remove();
-                self.weight -= u128::from(e.weight);
+                let (pos, _) = entry.remove();
+                let slot = &mut ring[ring_index(front, pos)];
+                slot.live = false;
+                self.weight -= u128::from(slot.charge);
+                self.skip_dead();
                 true
             }
             Err(_) => false,
         }
     }
 
+    /// Drops the front slot, forgetting its hash if it is live.
+    fn forget_oldest(&mut self) {
+        let Some(slot) = self.ring.pop_front() else {
+            return;
+        };
+        let pos = self.front;
+        self.front = pos.wrapping_add(1);
+        if slot.live {
+            if let Ok(entry) = self.table.find_entry(slot.hash, |p| *p == pos) {
+                entry.remove();
+            }
+            self.weight -= u128::from(slot.charge);
+        }
+    }
+
+    /// Pops dead slots off the front, so the front is live or the ring empty.
+    fn skip_dead(&mut self) {
+        while self.ring.front().is_some_and(|slot| !slot.live) {
+            self.ring.pop_front();
+            self.front = self.front.wrapping_add(1);
+        }
+    }
+
+    /// Drops every dead slot and re-indexes the live ones from position 0.
+    fn compact(&mut self) {
+        self.ring.retain(|slot| slot.live);
+        self.front = 0;
+        let Self { ring, table, .. } = self;
+        table.clear();
+        for (i, slot) in ring.iter().enumerate() {
+            table.insert_unique(slot.hash, offset(i), |p| ring[*p as usize].hash);
+        }
+    }
+
     fn clear(&mut self) {
-        self.queue.clear();
+        self.ring.clear();
         self.table.clear();
+        self.front = 0;
         self.weight = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::Ghost;
+
+    /// The ghost's reference: `(hash, charge)` oldest first, popped while over capacity.
+    #[derive(Default)]
+    struct Model {
+        queue: VecDeque<(u64, u64)>,
+    }
+
+    impl Model {
+        fn push(&mut self, hash: u64, weight: u64, capacity: u64) {
+            self.remove(hash);
+            self.queue.push_back((hash, weight.max(1)));
+            while self.queue.iter().map(|e| e.1).sum::<u64>() > capacity {
+                self.queue.pop_front();
+            }
+        }
+
+        fn remove(&mut self, hash: u64) -> bool {
+            let at = self.queue.iter().position(|e| e.0 == hash);
+            at.map(|i| self.queue.remove(i)).is_some()
+        }
+    }
+
+    fn check(ghost: &Ghost, model: &Model) {
+        let live: Vec<(u64, u64)> = ghost
+            .ring
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| (s.hash, s.charge))
+            .collect();
+        assert_eq!(live, Vec::from(model.queue.clone()));
+        assert_eq!(ghost.table.len(), live.len());
+        let weight: u64 = live.iter().map(|e| e.1).sum();
+        assert_eq!(ghost.weight, u128::from(weight));
+        assert!(ghost.ring.front().is_none_or(|s| s.live));
+    }
+
+    proptest! {
+        /// Pushes (with weights, zero included) and ghost hits over few hashes, so slots die,
+        /// the ring compacts, and positions wrap past `u32::MAX`.
+        #[test]
+        fn ghost_matches_model(
+            capacity in 1..40u64,
+            start in prop_oneof![Just(0u32), Just(u32::MAX - 50)],
+            ops in prop::collection::vec((any::<bool>(), 0..24u64, 0..4u64), 1..400),
+        ) {
+            let mut ghost = Ghost::new(u128::from(capacity));
+            ghost.front = start;
+            let mut model = Model::default();
+            for (push, hash, weight) in ops {
+                if push {
+                    ghost.push(hash, weight);
+                    model.push(hash, weight, capacity);
+                    // Only pushes grow the ring, and each leaves it compact enough.
+                    prop_assert!(ghost.ring.len() <= 2 * ghost.table.len() + 32);
+                } else {
+                    prop_assert_eq!(ghost.remove(hash), model.remove(hash));
+                }
+                check(&ghost, &model);
+            }
+            ghost.clear();
+            prop_assert!(!ghost.remove(0));
+        }
     }
 }

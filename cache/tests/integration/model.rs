@@ -230,7 +230,8 @@ impl Model {
         self.small.retain(|k| *k != key);
         self.main.retain(|k| *k != key);
         if cause == RemovalCause::Evicted && in_small && self.kind == Kind::S3Fifo {
-            self.ghost.push_back((key, e.weight));
+            // Each remembered key counts its weight, at least 1.
+            self.ghost.push_back((key, e.weight.max(1)));
             let limit = self.capacity - self.capacity / 10;
             while self.ghost.iter().map(|g| g.1).sum::<u64>() > limit {
                 self.ghost.pop_front();
