@@ -529,6 +529,36 @@ fn memory_table() {
     let (c, bytes) = alloc::measure(|| filled(tk::<S3FifoCache<u64, u64>>(), &present));
     rows.push(("tierkit S3FifoCache + TTL", c.len(), bytes));
     drop(c);
+    // After evictions the S3-FIFO ghosts hold hashes of evicted keys: tierkit in a ring and
+    // table beside the cache, quick_cache in its own table.
+    let churn = &fresh_keys()[..3 * CAP];
+    let (c, bytes) = alloc::measure(|| {
+        let mut c = filled(tk::<S3FifoCache<u64, u64>>(), &present);
+        for &k in churn {
+            c.insert(k, k);
+        }
+        c
+    });
+    rows.push(("tierkit S3FifoCache + TTL, after 3x churn", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| {
+        let mut c = filled(tk::<LruCache<u64, u64>>(), &present);
+        for &k in churn {
+            c.insert(k, k);
+        }
+        c
+    });
+    rows.push(("tierkit LruCache + TTL, after 3x churn", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| {
+        let mut c = filled(quick_cache::unsync::Cache::<u64, u64>::new(CAP), &present);
+        for &k in churn {
+            c.insert(k, k);
+        }
+        c
+    });
+    rows.push(("quick_cache::unsync::Cache, after 3x churn", c.len(), bytes));
+    drop(c);
     let (c, bytes) = alloc::measure(|| {
         let c = concurrent::<LruCache<u64, u64>>();
         for &k in &present {

@@ -92,7 +92,7 @@ impl S3Fifo {
 }
 
 impl Policy for S3Fifo {
-    fn new(capacity: u64, _prealloc: usize) -> Self {
+    fn new(capacity: u64, prealloc: usize) -> Self {
         let main_target = u128::from(capacity - capacity / 10);
         Self {
             small: List::EMPTY,
@@ -100,7 +100,12 @@ impl Policy for S3Fifo {
             small_weight: 0,
             main_weight: 0,
             main_target,
-            ghost: Ghost::new(main_target),
+            // Unit weights: the ghost holds at most `main_target` hashes, and `prealloc` bounds
+            // what is worth reserving.
+            ghost: Ghost::new(
+                main_target,
+                usize::try_from(main_target).map_or(prealloc, |t| t.min(prealloc)),
+            ),
         }
     }
 
@@ -226,14 +231,22 @@ struct Ghost {
     /// Sum of the live slots' charges.
     weight: u128,
     capacity: u128,
+    /// Slots to reserve on the first push: the most hashes an unweighted cache's ghost holds
+    /// (0 with a weigher). A cache that never evicts allocates no ghost.
+    reserve: usize,
 }
 
 #[derive(Clone, Copy)]
 struct GhostSlot {
     hash: u64,
-    /// The entry's weight, at least 1.
+    /// The entry's weight, at least 1; 0 marks a dead slot (its hash forgotten).
     charge: u64,
-    live: bool,
+}
+
+impl GhostSlot {
+    fn live(&self) -> bool {
+        self.charge != 0
+    }
 }
 
 /// A ring index as a position offset: the ring never holds more than [`Ghost::MAX_LEN`] (2^31)
@@ -255,35 +268,37 @@ impl Ghost {
     /// oldest is forgotten (reached only by a weighted cache of billions of light entries).
     const MAX_LEN: usize = 1 << 31;
 
-    fn new(capacity: u128) -> Self {
+    fn new(capacity: u128, reserve: usize) -> Self {
         Self {
             ring: VecDeque::new(),
             front: 0,
             table: HashTable::new(),
             weight: 0,
             capacity,
+            reserve: reserve.min(Self::MAX_LEN),
         }
     }
 
     fn push(&mut self, hash: u64, weight: u64) {
         let charge = weight.max(1);
+        if self.ring.capacity() == 0 {
+            // One more than the live hashes: a push lands before the oldest is dropped.
+            self.ring.reserve_exact(self.reserve + 1);
+            self.table.reserve(self.reserve, |_| 0);
+        }
         let pos = self.front.wrapping_add(offset(self.ring.len()));
         let Self {
             ring, front, table, ..
         } = self;
         let front = *front;
-        ring.push_back(GhostSlot {
-            hash,
-            charge,
-            live: true,
-        });
+        ring.push_back(GhostSlot { hash, charge });
         let at = |p: &u32| ring_index(front, *p);
         match table.entry(hash, |p| ring[at(p)].hash == hash, |p| ring[at(p)].hash) {
             // Already remembered (two keys with one hash): the new slot replaces the old one.
             Entry::Occupied(mut entry) => {
                 let old = &mut ring[at(entry.get())];
-                old.live = false;
                 self.weight -= u128::from(old.charge);
+                old.charge = 0;
                 *entry.get_mut() = pos;
             }
             Entry::Vacant(entry) => {
@@ -295,7 +310,11 @@ impl Ghost {
             self.forget_oldest();
         }
         self.skip_dead();
-        if self.ring.len() > 2 * self.table.len() + 32 {
+        // Compact once dead slots outnumber live ones, or fill a quarter of a full ring (so
+        // the ring grows only for live hashes); either way the O(len) pass follows at least
+        // len/4 pushes since the last one.
+        let (len, dead) = (self.ring.len(), self.ring.len() - self.table.len());
+        if len > 2 * self.table.len() + 32 || (len == self.ring.capacity() && dead * 4 >= len) {
             self.compact();
         }
     }
@@ -314,8 +333,8 @@ impl Ghost {
             Ok(entry) => {
                 let (pos, _) = entry.remove();
                 let slot = &mut ring[ring_index(front, pos)];
-                slot.live = false;
                 self.weight -= u128::from(slot.charge);
+                slot.charge = 0;
                 self.skip_dead();
                 true
             }
@@ -330,7 +349,7 @@ impl Ghost {
         };
         let pos = self.front;
         self.front = pos.wrapping_add(1);
-        if slot.live {
+        if slot.live() {
             if let Ok(entry) = self.table.find_entry(slot.hash, |p| *p == pos) {
                 entry.remove();
             }
@@ -340,7 +359,7 @@ impl Ghost {
 
     /// Pops dead slots off the front, so the front is live or the ring empty.
     fn skip_dead(&mut self) {
-        while self.ring.front().is_some_and(|slot| !slot.live) {
+        while self.ring.front().is_some_and(|slot| !slot.live()) {
             self.ring.pop_front();
             self.front = self.front.wrapping_add(1);
         }
@@ -348,7 +367,7 @@ impl Ghost {
 
     /// Drops every dead slot and re-indexes the live ones from position 0.
     fn compact(&mut self) {
-        self.ring.retain(|slot| slot.live);
+        self.ring.retain(GhostSlot::live);
         self.front = 0;
         let Self { ring, table, .. } = self;
         table.clear();
@@ -371,7 +390,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::Ghost;
+    use super::{Ghost, GhostSlot};
 
     /// The ghost's reference: `(hash, charge)` oldest first, popped while over capacity.
     #[derive(Default)]
@@ -398,14 +417,14 @@ mod tests {
         let live: Vec<(u64, u64)> = ghost
             .ring
             .iter()
-            .filter(|s| s.live)
+            .filter(|s| s.live())
             .map(|s| (s.hash, s.charge))
             .collect();
         assert_eq!(live, Vec::from(model.queue.clone()));
         assert_eq!(ghost.table.len(), live.len());
         let weight: u64 = live.iter().map(|e| e.1).sum();
         assert_eq!(ghost.weight, u128::from(weight));
-        assert!(ghost.ring.front().is_none_or(|s| s.live));
+        assert!(ghost.ring.front().is_none_or(GhostSlot::live));
     }
 
     proptest! {
@@ -415,9 +434,10 @@ mod tests {
         fn ghost_matches_model(
             capacity in 1..40u64,
             start in prop_oneof![Just(0u32), Just(u32::MAX - 50)],
+            reserve in 0..48usize,
             ops in prop::collection::vec((any::<bool>(), 0..24u64, 0..4u64), 1..400),
         ) {
-            let mut ghost = Ghost::new(u128::from(capacity));
+            let mut ghost = Ghost::new(u128::from(capacity), reserve);
             ghost.front = start;
             let mut model = Model::default();
             for (push, hash, weight) in ops {
