@@ -25,6 +25,12 @@
 //!   (SipHash); nobody carries a TTL. In these groups `fast` also means
 //!   `count_lookups(false)`: quick_cache's defaults, which count no hits or misses;
 //!   `fast_counted` keeps tierkit's default counting.
+//! - `concurrent/read_scaling/{1,2}`: only `get`, every one a hit, each thread on its own
+//!   Zipf(0.9) stream over the 10,000 present keys (cache room: 20,000), so both threads share
+//!   the hot keys and their shards. Time per operation of the group: with perfect scaling the
+//!   2-thread time is half the 1-thread time. tierkit `LruCache` (defaults; `fast` as above;
+//!   `fast_8` and `fast_64` with 8 and 64 shards instead of the default 16 per CPU) and
+//!   `S3FifoCache` shards, quick_cache and moka `sync::Cache`.
 //! - `clock/*`: one reading of each clock through `Arc<dyn Clock>`: what a TTL check adds.
 
 // Key indices and counts are small; the casts cannot truncate.
@@ -381,6 +387,27 @@ fn bench_mixed<C: SharedOps>(
     for s in streams {
         run_mixed(cache, s, STREAM as u64);
     }
+    bench_threads(g, name, threads, cache, streams, run_mixed);
+}
+
+/// Only lookups (`read_scaling`).
+fn run_reads<C: SharedOps>(cache: &C, keys: &[u64], ops: u64) {
+    let mut i = 0;
+    for _ in 0..ops {
+        i = (i + 1) & (STREAM - 1);
+        black_box(cache.get(black_box(keys[i])));
+    }
+}
+
+/// Times `run` on `threads` threads, each on its own stream, per operation of the group.
+fn bench_threads<C: SharedOps>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    threads: usize,
+    cache: &C,
+    streams: &[Vec<u64>],
+    run: fn(&C, &[u64], u64),
+) {
     g.bench_function(BenchmarkId::new(name, threads), |b| {
         b.iter_custom(|iters| {
             let per = iters.div_ceil(threads as u64);
@@ -390,7 +417,7 @@ fn bench_mixed<C: SharedOps>(
                     let start = &start;
                     scope.spawn(move || {
                         start.wait();
-                        run_mixed(cache, keys, per);
+                        run(cache, keys, per);
                     });
                 }
                 start.wait();
@@ -499,6 +526,77 @@ fn concurrent_group(c: &mut Criterion) {
         bench_mixed(&mut g, "quick_cache", threads, &qc, &streams);
         let moka = moka::sync::Cache::<u64, u64>::new(CAP as u64);
         bench_mixed(&mut g, "moka", threads, &moka, &streams);
+    }
+    g.finish();
+}
+
+/// Reads only, 1 and 2 threads: does lookup throughput grow with threads? Each thread looks up
+/// its own Zipf(0.9) stream over the `CAP` present keys (every lookup hits) of a cache with room
+/// for twice as many, so the hot keys, and their shards, are the same for both threads.
+fn read_scaling_group(c: &mut Criterion) {
+    let present = present_keys();
+    let streams: Vec<Vec<u64>> = (0..2)
+        .map(|t| {
+            let zipf = workload::Zipf::new(CAP, 0.9);
+            let mut rng = workload::SplitMix64::new(0x5ca1e + t);
+            (0..STREAM)
+                .map(|_| present[zipf.sample(&mut rng) as usize])
+                .collect()
+        })
+        .collect();
+    fn fill<C: SharedOps>(cache: C, present: &[u64]) -> C {
+        for &k in present {
+            cache.insert(k, k);
+        }
+        cache
+    }
+    let room = || CacheBuilder::new(2 * CAP as u64);
+    let mut g = c.benchmark_group("concurrent/read_scaling");
+    g.throughput(Throughput::Elements(1));
+    for threads in [1, 2] {
+        let lru: ConcurrentCache<u64, u64, LruCache<u64, u64>> = fill(
+            ConcurrentCache::with_builder(&room()).expect("valid config"),
+            &present,
+        );
+        bench_threads(&mut g, "tierkit_lru", threads, &lru, &streams, run_reads);
+        let fast: ConcurrentCache<u64, u64, LruCache<u64, u64, _>, _> = fill(
+            ConcurrentCache::with_builder(
+                &room().hasher(FastHashBuilder::new()).count_lookups(false),
+            )
+            .expect("valid config"),
+            &present,
+        );
+        bench_threads(
+            &mut g,
+            "tierkit_lru_fast",
+            threads,
+            &fast,
+            &streams,
+            run_reads,
+        );
+        for shards in [8usize, 64] {
+            let many: ConcurrentCache<u64, u64, LruCache<u64, u64, _>, _> = fill(
+                ConcurrentCache::with_builder(
+                    &room()
+                        .hasher(FastHashBuilder::new())
+                        .count_lookups(false)
+                        .shards(shards),
+                )
+                .expect("valid config"),
+                &present,
+            );
+            let name = format!("tierkit_lru_fast_{shards}");
+            bench_threads(&mut g, &name, threads, &many, &streams, run_reads);
+        }
+        let s3: ConcurrentCache<u64, u64, S3FifoCache<u64, u64>> = fill(
+            ConcurrentCache::with_builder(&room()).expect("valid config"),
+            &present,
+        );
+        bench_threads(&mut g, "tierkit_s3fifo", threads, &s3, &streams, run_reads);
+        let qc = fill(quick_cache::sync::Cache::<u64, u64>::new(2 * CAP), &present);
+        bench_threads(&mut g, "quick_cache", threads, &qc, &streams, run_reads);
+        let moka = fill(moka::sync::Cache::<u64, u64>::new(2 * CAP as u64), &present);
+        bench_threads(&mut g, "moka", threads, &moka, &streams, run_reads);
     }
     g.finish();
 }
@@ -625,7 +723,8 @@ criterion_group!(
     s3fifo_group,
     other_policies,
     concurrent_get_group,
-    concurrent_group
+    concurrent_group,
+    read_scaling_group
 );
 
 fn main() {

@@ -119,8 +119,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         }
     }
 
-    /// Number of shards of a [`ConcurrentCache`](crate::ConcurrentCache) (default: 4 x the CPU
-    /// count, rounded up to a power of two). Ignored by single-owner caches.
+    /// Number of shards of a [`ConcurrentCache`](crate::ConcurrentCache) (default: 16 x the CPU
+    /// count, rounded up to a power of two, and fewer for small capacities: see
+    /// [Shards and capacity](crate::ConcurrentCache#shards-and-capacity)). Ignored by
+    /// single-owner caches.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
