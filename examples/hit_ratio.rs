@@ -10,7 +10,8 @@
 //! Options: `--trace PATH` (repeatable; replays only those traces), `--sizes a,b,c` (cache sizes
 //! in entries, for every workload), `--synthetic` (add the synthetic workloads to `--trace`),
 //! `--no-synthetic`, `--quick`, `--threads N` (default 2), `--peer-variants` (adds moka without
-//! `run_pending_tasks` and quick_cache's sharded `sync::Cache`, to compare with published figures).
+//! `run_pending_tasks` and quick_cache's sharded `sync::Cache`, to compare with published figures,
+//! and tierkit's `ConcurrentCache<S3FifoCache>` with its default shard count, "S3-FIFO sharded").
 //!
 //! Traces: by default `OLTP.lis.zst` and `P3.lis.zst` from `../shared/traces/arc/` (relative to
 //! the repository root); a missing trace is skipped with a note. They come from the ARC paper:
@@ -47,7 +48,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tierkit::cache::{
-    Cache, CacheBuilder, CachePolicy, FifoCache, LfuCache, LruCache, S3FifoCache,
+    Cache, CacheBuilder, CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
 };
 
 #[path = "support/workload.rs"]
@@ -221,6 +222,20 @@ impl Replay for QuickCacheSync {
     }
 }
 
+/// tierkit's `ConcurrentCache` of S3-FIFO shards with its default shard count
+/// (`--peer-variants`): what sharding costs in hit ratio, next to quick_cache's.
+struct TierkitSharded(ConcurrentCache<u64, (), S3FifoCache<u64, (), Fixed>, Fixed>);
+
+impl Replay for TierkitSharded {
+    fn access(&mut self, key: u64) -> bool {
+        if self.0.get(&key).is_some() {
+            return true;
+        }
+        self.0.insert(key, ());
+        false
+    }
+}
+
 struct LruCrate(lru::LruCache<u64, ()>);
 
 impl Replay for LruCrate {
@@ -337,6 +352,18 @@ fn policies() -> Vec<PolicySpec> {
             reference: false,
             variant: true,
             make: |cap| Ok(Box::new(QuickCacheSync(quick_cache::sync::Cache::new(cap)))),
+        },
+        PolicySpec {
+            name: "S3-FIFO sharded",
+            tierkit: true,
+            reference: true,
+            variant: true,
+            make: |cap| {
+                let builder = CacheBuilder::new(cap as u64).hasher(Fixed::default());
+                Ok(Box::new(TierkitSharded(ConcurrentCache::with_builder(
+                    &builder,
+                )?)))
+            },
         },
     ]
 }
