@@ -72,6 +72,39 @@ pub trait Cache<K, V> {
     /// previously stored under `key`, if it was live.
     fn insert(&mut self, key: K, value: V) -> Option<V>;
 
+    /// Returns the live value for `key`, or inserts `make()` under `key` with the default
+    /// time-to-live and returns that: one lookup, counted as a hit or a miss like
+    /// [`get`](Cache::get), and `make` runs only on a miss. Returns `None` only when the new
+    /// value was not kept: heavier than the whole capacity under the
+    /// [`Weigher`](crate::Weigher) (reported to the removal listener as `Rejected`).
+    ///
+    /// This is the single-owner form of read-through caching; a
+    /// [`ConcurrentCache`](crate::ConcurrentCache) has
+    /// [`get_or_load`](crate::ConcurrentCache::get_or_load), which also runs concurrent misses'
+    /// loads once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::{Cache, LruCache};
+    ///
+    /// let mut squares = LruCache::new(100)?;
+    /// let mut computed = 0;
+    /// for n in [3u64, 4, 3] {
+    ///     let square = squares.get_or_insert_with(n, || {
+    ///         computed += 1;
+    ///         n * n
+    ///     });
+    ///     assert_eq!(square, Some(&(n * n)));
+    /// }
+    /// assert_eq!(computed, 2); // 3 was computed once
+    /// assert_eq!((squares.stats().hits, squares.stats().misses), (1, 2));
+    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// ```
+    fn get_or_insert_with<F>(&mut self, key: K, make: F) -> Option<&V>
+    where
+        F: FnOnce() -> V;
+
     /// Inserts with its own time-to-live, overriding the default. A zero `ttl` stores nothing (the
     /// entry would be expired at once) and removes any previous value. Returns the previous live
     /// value.

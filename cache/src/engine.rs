@@ -320,7 +320,38 @@ where
     }
 
     /// Inserts `key` (whose hash is `hash`) with `ttl`. See [`Cache`](crate::Cache) for the rules.
+    #[inline]
     pub(crate) fn insert_hashed(&mut self, hash: u64, key: K, value: V, ttl: Ttl) -> Option<V> {
+        self.insert_at(hash, key, value, ttl).0
+    }
+
+    /// `get_or_insert_with`: the live entry for `key`, counted and touched like a `get`, or else a
+    /// miss and `make()` inserted with the default time-to-live. `None` when the new value was
+    /// not kept (heavier than the capacity).
+    pub(crate) fn get_or_insert_with<F>(&mut self, key: K, make: F) -> Option<&mut Node<K, V>>
+    where
+        F: FnOnce() -> V,
+    {
+        let hash = self.hash(&key);
+        if let Some(idx) = self.find(hash, &key) {
+            if self.live_for_lookup(self.slab.node(idx).deadline) {
+                self.stats.hits += 1;
+                self.policy.on_access(&mut self.slab, idx);
+                return Some(self.slab.node_mut(idx));
+            }
+            self.remove_entry(idx, hash, RemovalCause::Expired);
+        }
+        self.stats.misses += 1;
+        let value = make();
+        match self.insert_at(hash, key, value, Ttl::Default).1 {
+            NIL => None,
+            idx => Some(self.slab.node_mut(idx)),
+        }
+    }
+
+    /// [`insert_hashed`](Self::insert_hashed), also returning the slab index now holding the
+    /// value, or [`NIL`] when it was not kept.
+    fn insert_at(&mut self, hash: u64, key: K, value: V, ttl: Ttl) -> (Option<V>, u32) {
         let ttl = match ttl {
             Ttl::Default => self.default_ttl,
             Ttl::For(ttl) => Some(ttl_nanos(ttl)),
@@ -343,7 +374,7 @@ where
                 let old = existing.map(|i| self.remove_entry(i, hash, RemovalCause::Replaced));
                 self.record(RemovalCause::Expired);
                 self.notify(&key, &value, RemovalCause::Expired);
-                return old.map(|n| n.value);
+                return (old.map(|n| n.value), NIL);
             }
             Some(ttl) => now.checked_add(ttl).unwrap_or(NEVER),
         };
@@ -353,7 +384,7 @@ where
             let old = existing.map(|i| self.remove_entry(i, hash, RemovalCause::Replaced));
             self.record(RemovalCause::Rejected);
             self.notify(&key, &value, RemovalCause::Rejected);
-            return old.map(|n| n.value);
+            return (old.map(|n| n.value), NIL);
         }
 
         if let Some(idx) = existing {
@@ -376,7 +407,7 @@ where
             self.notify(&self.slab.node(idx).key, &old_value, RemovalCause::Replaced);
             self.make_room(weight, idx);
             self.weight += weight;
-            return Some(old_value);
+            return (Some(old_value), idx);
         }
 
         // A full cache of unit weights evicts exactly one entry: its slot takes the new one in
@@ -386,7 +417,7 @@ where
             && let Some(victim) = self.policy.victim(&mut self.slab, NIL)
         {
             self.recycle(victim, hash, key, value, deadline);
-            return None;
+            return (None, victim);
         }
         self.make_room(weight, NIL);
         match self.slab.insert(Node::new(key, value, deadline, weight)) {
@@ -399,14 +430,15 @@ where
                 self.policy.on_insert(&mut self.slab, idx, hash);
                 self.weight += weight;
                 self.stats.inserts += 1;
+                (None, idx)
             }
             // Unreachable: `make_room` keeps the entry count below the index range.
             Err(node) => {
                 self.record(RemovalCause::Rejected);
                 self.notify(&node.key, &node.value, RemovalCause::Rejected);
+                (None, NIL)
             }
         }
-        None
     }
 
     /// Evicts by the policy until `incoming` more weight (and, for a new entry, one more entry)
@@ -667,6 +699,15 @@ macro_rules! cache_type {
 
             fn insert(&mut self, key: K, value: V) -> Option<V> {
                 self.inner.insert(key, value, $crate::engine::Ttl::Default)
+            }
+
+            fn get_or_insert_with<F>(&mut self, key: K, make: F) -> Option<&V>
+            where
+                F: FnOnce() -> V,
+            {
+                self.inner
+                    .get_or_insert_with(key, make)
+                    .map(|node| &node.value)
             }
 
             fn insert_with_ttl(

@@ -479,6 +479,7 @@ pub(crate) enum Op {
     Insert(u8, u32),
     InsertTtl(u8, u32, u64),
     Get(u8),
+    GetOrInsert(u8, u32),
     GetMut(u8),
     Peek(u8),
     Contains(u8),
@@ -495,6 +496,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
         2 => (key.clone(), any::<u32>(), 0..4u64).prop_map(|(k, v, t)| Op::InsertTtl(k, v, t)),
         6 => key.clone().prop_map(Op::Get),
+        2 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::GetOrInsert(k, v)),
         1 => key.clone().prop_map(Op::GetMut),
         1 => key.clone().prop_map(Op::Peek),
         1 => key.clone().prop_map(Op::Contains),
@@ -608,6 +610,23 @@ where
                 model.insert(k, v, Some(t)),
             ),
             Op::Get(k) => (cache.get(&k).copied(), model.get(k)),
+            Op::GetOrInsert(k, v) => {
+                let mut made = false;
+                let got = cache
+                    .get_or_insert_with(k, || {
+                        made = true;
+                        v
+                    })
+                    .copied();
+                // A `get`, then on a miss an insert with the default TTL and what it kept.
+                let hit = model.get(k);
+                prop_assert_eq!(made, hit.is_none(), "`make` runs exactly on a miss");
+                let want = hit.or_else(|| {
+                    model.insert_default(k, v);
+                    model.peek(k)
+                });
+                (got, want)
+            }
             Op::GetMut(k) => (
                 cache.get_mut(&k).map(|v| {
                     *v = v.wrapping_add(1);

@@ -595,3 +595,36 @@ mod extremes {
         }
     }
 }
+
+/// `get_or_insert_with` on every policy: `make` runs only on a miss, the value is returned
+/// either way, and a value heavier than the capacity is rejected (`None`, listener told).
+#[test]
+fn get_or_insert_with_runs_make_on_misses_only() {
+    fn check<C: Cache<u64, u64> + CachePolicy<u64, u64>>() {
+        let mut cache: C = CacheBuilder::new(10).build().unwrap();
+        let mut runs = 0;
+        for k in [1u64, 2, 1, 1, 3] {
+            let v = cache.get_or_insert_with(k, || {
+                runs += 1;
+                k * 10
+            });
+            assert_eq!(v, Some(&(k * 10)));
+        }
+        assert_eq!(runs, 3);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.inserts), (2, 3, 3));
+
+        let removed = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&removed);
+        let mut weighted: C = CacheBuilder::new(10)
+            .weigher(|_: &u64, v: &u64| *v)
+            .removal_listener(move |k: &u64, _: &u64, cause| log.lock().unwrap().push((*k, cause)))
+            .build()
+            .unwrap();
+        assert_eq!(weighted.get_or_insert_with(7, || 11), None);
+        assert!(!weighted.contains(&7));
+        assert_eq!(*removed.lock().unwrap(), vec![(7, RemovalCause::Rejected)]);
+        assert_eq!(weighted.get_or_insert_with(7, || 4), Some(&4));
+    }
+    each_policy!(check);
+}
