@@ -109,6 +109,14 @@ fn tk_fast_coarse<P: CachePolicy<u64, u64, FastHashBuilder>>() -> Tk<P> {
         .expect("valid config"))
 }
 
+/// [`tk_fast`] without a TTL: nothing to check or schedule, like the peers.
+fn tk_fast_no_ttl<P: CachePolicy<u64, u64, FastHashBuilder>>() -> Tk<P> {
+    Tk(CacheBuilder::new(CAP as u64)
+        .hasher(FastHashBuilder::new())
+        .build()
+        .expect("valid config"))
+}
+
 fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).expect("invariant: bench sizes are non-zero")
 }
@@ -135,6 +143,15 @@ fn fresh_keys() -> Vec<u64> {
 
 fn filled<C: Ops>(mut cache: C, present: &[u64]) -> C {
     for &k in present {
+        cache.insert(k, k);
+    }
+    cache
+}
+
+/// [`filled`], then every key of `churn` inserted (each one evicting).
+fn churned<C: Ops>(cache: C, present: &[u64], churn: &[u64]) -> C {
+    let mut cache = filled(cache, present);
+    for &k in churn {
         cache.insert(k, k);
     }
     cache
@@ -212,11 +229,12 @@ fn lru_group(c: &mut Criterion) {
         tk_fast_coarse::<LruCache<_, _, _>>(),
         &present,
     );
-    let fast_no_ttl: LruCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
-        .hasher(FastHashBuilder::new())
-        .build()
-        .expect("valid config");
-    bench_get(&mut g, "tierkit_fast_no_ttl", Tk(fast_no_ttl), &present);
+    bench_get(
+        &mut g,
+        "tierkit_fast_no_ttl",
+        tk_fast_no_ttl::<LruCache<_, _, _>>(),
+        &present,
+    );
     g.finish();
 
     let mut g = c.benchmark_group("lru/insert_evict");
@@ -237,14 +255,10 @@ fn lru_group(c: &mut Criterion) {
         &present,
         &fresh,
     );
-    let fast_no_ttl: LruCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
-        .hasher(FastHashBuilder::new())
-        .build()
-        .expect("valid config");
     bench_insert(
         &mut g,
         "tierkit_fast_no_ttl",
-        Tk(fast_no_ttl),
+        tk_fast_no_ttl::<LruCache<_, _, _>>(),
         &present,
         &fresh,
     );
@@ -307,14 +321,10 @@ fn s3fifo_group(c: &mut Criterion) {
         &present,
         &fresh,
     );
-    let fast_no_ttl: S3FifoCache<u64, u64, FastHashBuilder> = CacheBuilder::new(CAP as u64)
-        .hasher(FastHashBuilder::new())
-        .build()
-        .expect("valid config");
     bench_insert(
         &mut g,
         "tierkit_fast_no_ttl",
-        Tk(fast_no_ttl),
+        tk_fast_no_ttl::<S3FifoCache<_, _, _>>(),
         &present,
         &fresh,
     );
@@ -630,31 +640,14 @@ fn memory_table() {
     // After evictions the S3-FIFO ghosts hold hashes of evicted keys: tierkit in a ring and
     // table beside the cache, quick_cache in its own table.
     let churn = &fresh_keys()[..3 * CAP];
-    let (c, bytes) = alloc::measure(|| {
-        let mut c = filled(tk::<S3FifoCache<u64, u64>>(), &present);
-        for &k in churn {
-            c.insert(k, k);
-        }
-        c
-    });
+    let (c, bytes) = alloc::measure(|| churned(tk::<S3FifoCache<u64, u64>>(), &present, churn));
     rows.push(("tierkit S3FifoCache + TTL, after 3x churn", c.len(), bytes));
     drop(c);
-    let (c, bytes) = alloc::measure(|| {
-        let mut c = filled(tk::<LruCache<u64, u64>>(), &present);
-        for &k in churn {
-            c.insert(k, k);
-        }
-        c
-    });
+    let (c, bytes) = alloc::measure(|| churned(tk::<LruCache<u64, u64>>(), &present, churn));
     rows.push(("tierkit LruCache + TTL, after 3x churn", c.len(), bytes));
     drop(c);
-    let (c, bytes) = alloc::measure(|| {
-        let mut c = filled(quick_cache::unsync::Cache::<u64, u64>::new(CAP), &present);
-        for &k in churn {
-            c.insert(k, k);
-        }
-        c
-    });
+    let qc = || quick_cache::unsync::Cache::<u64, u64>::new(CAP);
+    let (c, bytes) = alloc::measure(|| churned(qc(), &present, churn));
     rows.push(("quick_cache::unsync::Cache, after 3x churn", c.len(), bytes));
     drop(c);
     let (c, bytes) = alloc::measure(|| {
