@@ -20,8 +20,8 @@
 //! The single-owner caches ([`LruCache`], [`FifoCache`], [`LfuCache`], [`S3FifoCache`]) share
 //! the [`Cache`] trait and the [`CacheBuilder`]: capacity by entry count or by weight (a
 //! [`Weigher`]), a default and per-entry time-to-live read from an injectable [`Clock`], a
-//! [`RemovalListener`] that hears every removal with its [`RemovalCause`], and [`CacheStats`].
-//! Every operation is O(1) (amortised for expiry) and a hit allocates nothing: entries live in a
+//! [`RemovalListener`] that hears every removal with its [`RemovalCause`], and [`CacheStats`];
+//! [`get_or_insert_with`](Cache::get_or_insert_with) reads through in one lookup. Every operation is O(1) (amortised for expiry) and a hit allocates nothing: entries live in a
 //! slab with intrusive `u32` links, found through a `hashbrown` table of slab indices. Storage
 //! for up to 65,536 entries is reserved when a cache without a weigher is built; beyond that
 //! (and with a weigher) it grows on demand. An `LruCache<u64, u64>` with a TTL uses about 48
@@ -37,7 +37,7 @@
 //! |---|---|---|---|
 //! | [`LruCache`] | least recently used | moves to the front | most to least recent |
 //! | [`FifoCache`] | oldest insert | nothing | newest to oldest |
-//! | [`LfuCache`] | least frequently used, then least recent | counts | most to least frequent |
+//! | [`LfuCache`] | least frequently used, then least recent; counts halve as traffic moves on ([`LfuAging`]) | counts | most to least frequent |
 //! | [`S3FifoCache`] | S3-FIFO (small, main and ghost queues) | counts (2 bits) | main, then small queue |
 //!
 //! ## Removals in detail
