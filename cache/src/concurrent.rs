@@ -17,8 +17,8 @@ use crate::{CacheBuilder, CachePolicy, CacheStats, Result};
 
 /// Shards per CPU when the builder does not say. Every lookup writes its shard's lock word, so
 /// two threads reading hot keys contend on it whenever they land on the same shard: on the
-/// `concurrent/read_scaling` bench (2 CPUs, Zipf 0.9 reads) 8 shards gave no scaling from 1 to
-/// 2 threads, 16 about 1.2x, 32 about 1.4x and 64 up to 1.7x.
+/// `concurrent/read_scaling` bench (2 CPUs, Zipf 0.9 reads, medians of 5 runs) going from 1 to
+/// 2 threads gave 0.95x with 8 shards, 1.35x with 32 (this default there) and 1.62x with 64.
 const SHARDS_PER_CPU: usize = 16;
 
 /// The default shard count leaves each shard at least this much capacity (when the capacity

@@ -252,6 +252,19 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let idx = self.lookup_idx(hash, key)?;
+        Some(self.slab.node_mut(idx))
+    }
+
+    /// [`lookup_hashed`](Self::lookup_hashed), returning the entry's slab index. Always
+    /// inlined: with plain `#[inline]` the `get` hit measured ~0.3 ns slower than the body
+    /// written out in `lookup_hashed` (`-- lru/get_hit/tierkit_fast_coarse`, 4 interleaved runs).
+    #[inline(always)]
+    fn lookup_idx<Q>(&mut self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let Some(idx) = self.find(hash, key) else {
             self.stats.misses += 1;
             return None;
@@ -263,7 +276,7 @@ where
         }
         self.stats.hits += 1;
         self.policy.on_access(&mut self.slab, idx);
-        Some(self.slab.node_mut(idx))
+        Some(idx)
     }
 
     /// [`lookup_hashed`](Self::lookup_hashed), hashing `key`.
@@ -333,19 +346,14 @@ where
         F: FnOnce() -> V,
     {
         let hash = self.hash(&key);
-        if let Some(idx) = self.find(hash, &key) {
-            if self.live_for_lookup(self.slab.node(idx).deadline) {
-                self.stats.hits += 1;
-                self.policy.on_access(&mut self.slab, idx);
-                return Some(self.slab.node_mut(idx));
-            }
-            self.remove_entry(idx, hash, RemovalCause::Expired);
-        }
-        self.stats.misses += 1;
-        let value = make();
-        match self.insert_at(hash, key, value, Ttl::Default).1 {
-            NIL => None,
-            idx => Some(self.slab.node_mut(idx)),
+        let idx = match self.lookup_idx(hash, &key) {
+            Some(idx) => idx,
+            None => self.insert_at(hash, key, make(), Ttl::Default).1,
+        };
+        if idx == NIL {
+            None
+        } else {
+            Some(self.slab.node_mut(idx))
         }
     }
 

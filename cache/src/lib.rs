@@ -21,7 +21,8 @@
 //! the [`Cache`] trait and the [`CacheBuilder`]: capacity by entry count or by weight (a
 //! [`Weigher`]), a default and per-entry time-to-live read from an injectable [`Clock`], a
 //! [`RemovalListener`] that hears every removal with its [`RemovalCause`], and [`CacheStats`];
-//! [`get_or_insert_with`](Cache::get_or_insert_with) reads through in one lookup. Every operation is O(1) (amortised for expiry) and a hit allocates nothing: entries live in a
+//! [`get_or_insert_with`](Cache::get_or_insert_with) reads through in one lookup. Every
+//! operation is O(1) (amortised for expiry) and a hit allocates nothing: entries live in a
 //! slab with intrusive `u32` links, found through a `hashbrown` table of slab indices. Storage
 //! for up to 65,536 entries is reserved when a cache without a weigher is built; beyond that
 //! (and with a weigher) it grows on demand. An `LruCache<u64, u64>` with a TTL uses about 48
@@ -44,8 +45,8 @@
 //!
 //! - Writes (`insert*`, `remove`, [`purge_expired`](Cache::purge_expired)) first drop every
 //!   expired entry (`Expired`), then do their work. On writes expiry is exact to the nanosecond
-//!   of the cache's time: the deadlines sit in a hierarchical timer wheel drained in amortised O(1) per
-//!   entry. Lookups (`get`, `get_mut`) drop the expired entry they find; `peek`, `contains` and
+//!   of the cache's time: the deadlines sit in a hierarchical timer wheel drained in amortised
+//!   O(1) per entry. Lookups (`get`, `get_mut`) drop the expired entry they find; `peek`, `contains` and
 //!   `iter` skip it (lookups read the clock as described in [Time](#time)).
 //! - Replacing a value reports the old one as `Replaced` (`stats().updates`); if the new value
 //!   needs room, other entries are evicted, never the replaced one. A zero time-to-live reports

@@ -311,8 +311,8 @@ impl Ghost {
         }
         self.skip_dead();
         // Compact once dead slots outnumber live ones, or fill a quarter of a full ring (so
-        // the ring grows only for live hashes); either way the O(len) pass follows at least
-        // len/4 pushes since the last one.
+        // the ring grows only for live hashes); either way at least len/4 slots died since the
+        // last O(len) pass, each in an O(1) push or remove.
         let (len, dead) = (self.ring.len(), self.ring.len() - self.table.len());
         if len > 2 * self.table.len() + 32 || (len == self.ring.capacity() && dead * 4 >= len) {
             self.compact();

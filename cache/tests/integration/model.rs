@@ -176,13 +176,9 @@ impl Model {
         self.entries.iter().position(|e| e.key == key)
     }
 
-    /// Expired for a write (the cache's time: the lagging one under a ticked clock).
+    /// Expired at the cache's time (the lagging one under a ticked clock), for lookups and
+    /// writes alike.
     fn expired(&self, e: &Entry) -> bool {
-        e.deadline.is_some_and(|d| d <= self.recent)
-    }
-
-    /// Expired for a lookup (the possibly lagging time).
-    fn expired_for_lookup(&self, e: &Entry) -> bool {
         e.deadline.is_some_and(|d| d <= self.recent)
     }
 
@@ -203,7 +199,7 @@ impl Model {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .filter(|e| !self.expired_for_lookup(e))
+            .filter(|e| !self.expired(e))
             .map(|e| (e.key, e.value))
             .collect();
         out.sort_unstable();
@@ -432,7 +428,7 @@ impl Model {
             self.stats.misses += 1;
             return None;
         };
-        if self.expired_for_lookup(&self.entries[pos]) {
+        if self.expired(&self.entries[pos]) {
             self.take(key, RemovalCause::Expired);
             self.stats.misses += 1;
             return None;
@@ -453,7 +449,7 @@ impl Model {
     pub(crate) fn peek(&self, key: u8) -> Option<u32> {
         self.entries
             .iter()
-            .find(|e| e.key == key && !self.expired_for_lookup(e))
+            .find(|e| e.key == key && !self.expired(e))
             .map(|e| e.value)
     }
 
