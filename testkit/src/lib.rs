@@ -55,30 +55,5 @@ pub fn allocations_by_this_thread() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): seeded, deterministic test inputs without a
-/// dependency.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    #[must_use]
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform value in `[0, 1)` (53 random bits).
-    #[allow(clippy::cast_precision_loss)] // 53-bit values convert exactly
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The workspace's one SplitMix64, from `tierkit-core` (seeded, deterministic test inputs).
+pub use tierkit_core::SplitMix64;
