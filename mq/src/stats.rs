@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::queue::Topic;
+use crate::topic::Topic;
 use crate::{Queue, Result};
 
 /// A snapshot of one topic.
@@ -50,7 +50,7 @@ pub struct GroupStats {
 
 pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
     let cfg = &queue.shared.cfg;
-    let now = cfg.clock.now_ms();
+    let now = cfg.clock.unix_millis();
     let end = topic.visible_end(cfg.durability);
     let groups: Vec<_> = topic.groups.lock().values().cloned().collect();
     let mut out = Vec::with_capacity(groups.len());

@@ -59,7 +59,7 @@ fn size_retention_bounds_the_log_and_lagging_groups_skip_what_was_lost() {
 
 #[test]
 fn age_retention_deletes_segments_whose_newest_message_is_too_old() {
-    let clock = ManualClock::new(1_000_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000_000);
     let queue = Queue::builder()
         .segment_size(SEG)
         .retention_age(Duration::from_secs(60))
