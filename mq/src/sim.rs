@@ -224,6 +224,26 @@ impl SimDir {
         }
     }
 
+    /// Bytes all files hold now (what [`SimDir::set_capacity`] limits).
+    #[must_use]
+    pub fn used_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.files.values().map(|f| f.current.len() as u64).sum()
+    }
+
+    /// Names of the files in the directory now.
+    #[must_use]
+    pub fn file_names(&self) -> Vec<String> {
+        self.state.lock().names.keys().cloned().collect()
+    }
+
+    /// Removes `name` (as an operator's `rm` would; durable at once) for corruption tests.
+    pub fn delete(&self, name: &str) {
+        let mut st = self.state.lock();
+        st.names.remove(name);
+        st.durable_names.remove(name);
+    }
+
     /// Current length of `name`, if it exists.
     #[must_use]
     pub fn file_len(&self, name: &str) -> Option<u64> {

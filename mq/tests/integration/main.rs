@@ -3,9 +3,13 @@
 // Test code converts small loop counters freely.
 #![allow(clippy::cast_possible_truncation)]
 
+mod config;
 mod crash;
+mod damage;
 mod delivery;
+mod disk_full;
 mod fuzz_corpus;
+mod lock;
 mod model;
 mod power_loss;
 mod recovery;
