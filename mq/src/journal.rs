@@ -336,6 +336,8 @@ impl GroupState {
 pub(crate) struct Commit {
     state: Mutex<CommitState>,
     cv: Condvar,
+    /// Successful journal fsyncs.
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -365,7 +367,11 @@ impl Commit {
         }
         drop(st);
         let result = match current() {
-            Some((file, target)) => file.sync().map(|()| target),
+            Some((file, target)) => file.sync().map(|()| {
+                self.syncs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                target
+            }),
             // No journal: nothing to make durable.
             None => Ok(seq),
         };
@@ -375,6 +381,11 @@ impl Commit {
         drop(st);
         self.cv.notify_all();
         out
+    }
+
+    /// Journal fsyncs so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records that everything up to `seq` is durable (a snapshot was written).

@@ -46,6 +46,9 @@ pub struct GroupStats {
     /// [`QueueBuilder::retention_age`](crate::QueueBuilder::retention_age)) since this handle
     /// opened.
     pub retention_dropped: u64,
+    /// fsyncs of the group's ack journal by this handle (concurrent acks share them: compare
+    /// with the acks made).
+    pub journal_fsyncs: u64,
 }
 
 pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
@@ -85,6 +88,7 @@ pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
             redeliveries,
             dead_lettered,
             retention_dropped,
+            journal_fsyncs: g.commit.syncs(),
         });
     }
     out.sort_by(|a, b| a.group.cmp(&b.group));

@@ -3,6 +3,7 @@
 // Test code converts small loop counters freely.
 #![allow(clippy::cast_possible_truncation)]
 
+mod asynchronous;
 mod config;
 mod crash;
 mod damage;
