@@ -288,7 +288,9 @@ fn async_ack(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let q = Queue::builder().build(bench_dir("async-ack")).expect("queue");
+    let q = Queue::builder()
+        .build(bench_dir("async-ack"))
+        .expect("queue");
     let p = q.producer("bench").expect("producer");
     let consumer = q.consumer("bench", "workers").expect("consumer");
     let batch: Vec<Message> = (0..256).map(|_| Message::new(payload(64))).collect();
@@ -299,50 +301,52 @@ fn async_ack(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let mut acks = 0u64;
     let mut syncs = 0u64;
-    g.bench_function(BenchmarkId::new("always_64B", format!("{TASKS}_tasks")), |b| {
-        b.iter_custom(|iters| {
-            // Messages to acknowledge, produced before timing.
-            let mut sent = 0;
-            while sent < iters {
-                p.send_batch(&batch).expect("send");
-                sent += batch.len() as u64;
-            }
-            let journal_syncs = |q: &Queue| {
-                q.stats("bench").expect("stats").groups[0].journal_fsyncs
-            };
-            let before = journal_syncs(&q);
-            let left = Arc::new(std::sync::atomic::AtomicU64::new(iters));
-            let t = Instant::now();
-            rt.block_on(async {
-                let tasks: Vec<_> = (0..TASKS)
-                    .map(|_| {
-                        let (c, left) = (consumer.clone(), Arc::clone(&left));
-                        tokio::spawn(async move {
-                            while left
-                                .fetch_update(
-                                    std::sync::atomic::Ordering::AcqRel,
-                                    std::sync::atomic::Ordering::Acquire,
-                                    |n| n.checked_sub(1),
-                                )
-                                .is_ok()
-                            {
-                                let d = c.recv().await.expect("recv");
-                                c.ack_async(&d).await.expect("ack");
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.expect("task");
+    g.bench_function(
+        BenchmarkId::new("always_64B", format!("{TASKS}_tasks")),
+        |b| {
+            b.iter_custom(|iters| {
+                // Messages to acknowledge, produced before timing.
+                let mut sent = 0;
+                while sent < iters {
+                    p.send_batch(&batch).expect("send");
+                    sent += batch.len() as u64;
                 }
+                let journal_syncs =
+                    |q: &Queue| q.stats("bench").expect("stats").groups[0].journal_fsyncs;
+                let before = journal_syncs(&q);
+                let left = Arc::new(std::sync::atomic::AtomicU64::new(iters));
+                let t = Instant::now();
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            let (c, left) = (consumer.clone(), Arc::clone(&left));
+                            tokio::spawn(async move {
+                                while left
+                                    .fetch_update(
+                                        std::sync::atomic::Ordering::AcqRel,
+                                        std::sync::atomic::Ordering::Acquire,
+                                        |n| n.checked_sub(1),
+                                    )
+                                    .is_ok()
+                                {
+                                    let d = c.recv().await.expect("recv");
+                                    c.ack_async(&d).await.expect("ack");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                let elapsed = t.elapsed();
+                // Leftover messages from the rounding up above stay for the next round.
+                acks += iters;
+                syncs += journal_syncs(&q) - before;
+                elapsed
             });
-            let elapsed = t.elapsed();
-            // Leftover messages from the rounding up above stay for the next round.
-            acks += iters;
-            syncs += journal_syncs(&q) - before;
-            elapsed
-        });
-    });
+        },
+    );
     g.finish();
     eprintln!(
         "async_ack/{TASKS}_tasks: {acks} acks, {syncs} journal fsyncs, {:.1} acks per fsync",

@@ -162,7 +162,9 @@ impl Consumer {
         };
         if self.queue.shared.cfg.read_only {
             restore(st);
-            return Err(Error::ReadOnly { op: "dead-lettering" });
+            return Err(Error::ReadOnly {
+                op: "dead-lettering",
+            });
         }
         let name = Queue::dead_letter_topic(&self.topic.name, &self.group.name);
         let reason =

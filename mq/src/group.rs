@@ -256,8 +256,13 @@ impl GroupState {
         let old = std::mem::replace(&mut self.journal_epoch, epoch);
         let bytes = self.encode();
         self.journal_epoch = old;
-        write_atomically(&**dir, &file_name(topic, group), &bytes, "write group state")
-            .map(drop)
+        write_atomically(
+            &**dir,
+            &file_name(topic, group),
+            &bytes,
+            "write group state",
+        )
+        .map(drop)
     }
 }
 

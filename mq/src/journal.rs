@@ -130,7 +130,8 @@ pub(crate) fn read(dir: &dyn StorageDir, topic: &str, group: &str) -> Result<Opt
     let h = data
         .get(..HEADER)
         .ok_or_else(|| corrupt("ack journal header is incomplete"))?;
-    if &h[..4] != MAGIC || crc32c::crc32c(&h[..16]) != u32::from_le_bytes([h[16], h[17], h[18], h[19]])
+    if &h[..4] != MAGIC
+        || crc32c::crc32c(&h[..16]) != u32::from_le_bytes([h[16], h[17], h[18], h[19]])
     {
         return Err(corrupt("ack journal header is damaged"));
     }
@@ -409,7 +410,10 @@ mod tests {
         encode(Entry::Floor(9), &mut buf);
         assert_eq!(buf.len(), 3 * RECORD);
         assert_eq!(decode(&buf[..RECORD]), Some(Entry::Ack(42)));
-        assert_eq!(decode(&buf[RECORD..2 * RECORD]), Some(Entry::Attempts(7, 3)));
+        assert_eq!(
+            decode(&buf[RECORD..2 * RECORD]),
+            Some(Entry::Attempts(7, 3))
+        );
         assert_eq!(decode(&buf[2 * RECORD..]), Some(Entry::Floor(9)));
         for i in 0..RECORD {
             let mut bad = buf[..RECORD].to_vec();

@@ -50,8 +50,8 @@
 //!   returns.
 //!
 //! ## Crate features
-//! - `tokio`: the async API ([`Consumer::recv`] woken by sends, [`Consumer::ack_async`],
-//!   [`Producer::send_async`]). Off by default.
+//! - `tokio`: the async API (`Consumer::recv` woken by sends, `Consumer::ack_async` whose
+//!   fsyncs concurrent acks share, `Producer::send_async`). Off by default.
 //! - `sim`: test and fuzzing helpers: `SimDir` (a simulated disk that forgets unsynced bytes
 //!   on a power loss), `decode_record` and `fuzz_decode_and_recover`. Off by default.
 //!

@@ -240,7 +240,13 @@ impl Queue {
             .map_err(Error::io("list queue directory"))?;
         // A new topic has no files: nothing to recover or report.
         let mut report = RecoveryReport::default();
-        let topic = open_topic(&self.shared.dir, &self.shared.cfg, name, &names, &mut report)?;
+        let topic = open_topic(
+            &self.shared.dir,
+            &self.shared.cfg,
+            name,
+            &names,
+            &mut report,
+        )?;
         let topic = Arc::new(topic);
         topics.insert(name.to_owned(), Arc::clone(&topic));
         Ok(topic)
@@ -338,7 +344,15 @@ mod tests {
         assert!(validate_topic("t-g-dlq").is_ok());
         assert!(validate_topic(&Queue::dead_letter_topic("t", "g")).is_ok());
         assert!(validate_topic("t.g.dlq.h.dlq").is_ok());
-        for bad in ["", ".g.dlq", "t..dlq", "t.g", "t.g.dlq.x", "a/b", "t.g.dlq."] {
+        for bad in [
+            "",
+            ".g.dlq",
+            "t..dlq",
+            "t.g",
+            "t.g.dlq.x",
+            "a/b",
+            "t.g.dlq.",
+        ] {
             assert!(validate_topic(bad).is_err(), "{bad:?}");
         }
         // Two different (topic, group) pairs never share a dead-letter topic.

@@ -163,7 +163,8 @@ fn check_record(
     let mut rh = [0u8; HEADER_LEN];
     file.read_exact_at(&mut rh, pos)
         .map_err(Error::io("recover segment"))?;
-    let header = match record::decode_header(&rh, len - pos - HEADER_LEN as u64, record::MAX_STORED) {
+    let header = match record::decode_header(&rh, len - pos - HEADER_LEN as u64, record::MAX_STORED)
+    {
         Ok(h) => h,
         Err(e) => return Ok(Err((e.reason(), None))),
     };

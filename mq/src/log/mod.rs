@@ -152,7 +152,11 @@ impl Log {
             let file = dir.open(name, false).map_err(Error::io("open segment"))?;
             let is_last = Some(base) == last_base;
             match recover_segment(name, base, file, &cfg, is_last)? {
-                Recovered::Segment { segment, end, damage } => {
+                Recovered::Segment {
+                    segment,
+                    end,
+                    damage,
+                } => {
                     if let Some(damage) = damage {
                         report.push(Repair::SegmentTail {
                             topic: topic.to_owned(),

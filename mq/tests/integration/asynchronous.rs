@@ -94,8 +94,12 @@ fn concurrent_acks_share_one_journal_fsync() {
         producer.send(Message::new(format!("m{i}"))).unwrap();
     }
     // One ack first: the journal exists before the gate is armed.
-    consumer.ack(&consumer.try_recv().unwrap().unwrap()).unwrap();
-    let deliveries: Vec<_> = (0..N).map(|_| consumer.try_recv().unwrap().unwrap()).collect();
+    consumer
+        .ack(&consumer.try_recv().unwrap().unwrap())
+        .unwrap();
+    let deliveries: Vec<_> = (0..N)
+        .map(|_| consumer.try_recv().unwrap().unwrap())
+        .collect();
     dir.armed.store(true, Ordering::SeqCst);
     let ackers: Vec<_> = deliveries
         .into_iter()
@@ -120,7 +124,10 @@ fn concurrent_acks_share_one_journal_fsync() {
     }
     let syncs = dir.ack_syncs.load(Ordering::SeqCst);
     // The first leader's fsync started before the others appended; one more covers them all.
-    assert!(syncs <= 2, "{N} concurrent acks took {syncs} journal fsyncs");
+    assert!(
+        syncs <= 2,
+        "{N} concurrent acks took {syncs} journal fsyncs"
+    );
     assert!(consumer.try_recv().unwrap().is_none());
 }
 
@@ -180,7 +187,10 @@ fn async_recv_wakes_for_a_delayed_message_when_it_is_due() {
             .expect("woken by its timer")
             .unwrap();
         assert_eq!(&d.payload()[..], b"later");
-        consumer.nack_async(&d, Duration::from_millis(20)).await.unwrap();
+        consumer
+            .nack_async(&d, Duration::from_millis(20))
+            .await
+            .unwrap();
         let again = consumer.recv().await.unwrap();
         assert_eq!(again.delivery_count(), 2);
         consumer.ack_batch_async(vec![again]).await.unwrap();

@@ -15,7 +15,10 @@ fn out_of_range_settings_are_refused_consistently() {
     };
     refused(Queue::builder().disk_quota(0), "disk_quota");
     refused(Queue::builder().retention_bytes(0), "retention_bytes");
-    refused(Queue::builder().visibility_timeout(Duration::from_micros(1)), "visibility_timeout");
+    refused(
+        Queue::builder().visibility_timeout(Duration::from_micros(1)),
+        "visibility_timeout",
+    );
     refused(
         Queue::builder().durability(Durability::Interval(Duration::from_micros(1))),
         "durability interval",
@@ -24,7 +27,10 @@ fn out_of_range_settings_are_refused_consistently() {
         Queue::builder().durability(Durability::Interval(Duration::ZERO)),
         "durability interval",
     );
-    refused(Queue::builder().retention_age(Duration::ZERO), "retention_age");
+    refused(
+        Queue::builder().retention_age(Duration::ZERO),
+        "retention_age",
+    );
     refused(Queue::builder().max_deliveries(0), "max_deliveries");
     refused(Queue::builder().segment_size(100), "segment_size");
     // The smallest accepted values work.
@@ -68,5 +74,10 @@ fn duration_max_means_no_deadline_everywhere() {
     producer.send(Message::new("last")).unwrap();
     let d = consumer.recv_timeout(Duration::MAX).unwrap().unwrap();
     consumer.nack(&d, Duration::MAX).unwrap();
-    assert!(consumer.recv_timeout(Duration::from_millis(20)).unwrap().is_none());
+    assert!(
+        consumer
+            .recv_timeout(Duration::from_millis(20))
+            .unwrap()
+            .is_none()
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tierkit_mq::{Durability, Message, Queue};
 
-use crate::TempDir;
+use crate::{TempDir, scaled};
 
 const CHILD_ENV: &str = "TIERKIT_MQ_CRASH_CHILD";
 
@@ -72,7 +72,7 @@ fn sigkill_loses_nothing_returned_and_keeps_acks() {
     let mut sent: BTreeMap<u64, String> = BTreeMap::new();
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     let mut acking: BTreeSet<u64> = BTreeSet::new();
-    for run in 0..55u64 {
+    for run in 0..scaled(55) {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",

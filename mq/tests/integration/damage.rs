@@ -25,7 +25,7 @@ fn fill(dir: &SimDir) {
     let consumer = queue.consumer("t", "g").unwrap();
     for _ in 0..40 {
         let d = consumer.try_recv().unwrap().unwrap();
-        if d.offset() % 2 == 0 {
+        if d.offset().is_multiple_of(2) {
             consumer.ack(&d).unwrap();
         }
     }
@@ -37,7 +37,7 @@ fn remaining(queue: &Queue) -> BTreeSet<u64> {
 }
 
 fn odd() -> BTreeSet<u64> {
-    (0..40).filter(|o| o % 2 == 1).collect()
+    (0..40u64).filter(|o| !o.is_multiple_of(2)).collect()
 }
 
 #[test]
@@ -100,10 +100,13 @@ fn missing_group_files_are_reported() {
     dir.delete("t.g.ack");
     let queue = open(&dir);
     assert!(
-        queue.recovery_report().repairs().contains(&Repair::JournalMissing {
-            topic: "t".into(),
-            group: "g".into()
-        }),
+        queue
+            .recovery_report()
+            .repairs()
+            .contains(&Repair::JournalMissing {
+                topic: "t".into(),
+                group: "g".into()
+            }),
         "{:?}",
         queue.recovery_report()
     );
@@ -114,10 +117,13 @@ fn missing_group_files_are_reported() {
     dir.delete("t.g.grp");
     let queue = open(&dir);
     assert!(
-        queue.recovery_report().repairs().contains(&Repair::StateMissing {
-            topic: "t".into(),
-            group: "g".into()
-        }),
+        queue
+            .recovery_report()
+            .repairs()
+            .contains(&Repair::StateMissing {
+                topic: "t".into(),
+                group: "g".into()
+            }),
         "{:?}",
         queue.recovery_report()
     );
@@ -148,7 +154,14 @@ fn a_deleted_first_segment_is_reported_with_the_unacknowledged_count() {
         })
         .expect("the missing messages are reported");
     // Offset 0 was acknowledged (committed = 1); the odd offsets below `start` were not.
-    assert_eq!(missing, (1, start, (1..start).filter(|o| o % 2 == 1).count() as u64));
+    assert_eq!(
+        missing,
+        (
+            1,
+            start,
+            (1..start).filter(|o| !o.is_multiple_of(2)).count() as u64
+        )
+    );
 }
 
 #[test]
@@ -178,7 +191,13 @@ fn retention_is_not_mistaken_for_a_deleted_segment() {
         queue.recovery_report()
     );
     assert_eq!(
-        queue.consumer("t", "slow").unwrap().try_recv().unwrap().unwrap().offset(),
+        queue
+            .consumer("t", "slow")
+            .unwrap()
+            .try_recv()
+            .unwrap()
+            .unwrap()
+            .offset(),
         start
     );
 }
@@ -219,7 +238,14 @@ fn an_empty_or_headerless_last_segment_is_removed_and_reported() {
             queue.recovery_report()
         );
         assert_eq!(remaining(&queue), odd());
-        assert_eq!(queue.producer("t").unwrap().send(Message::new("x")).unwrap(), end);
+        assert_eq!(
+            queue
+                .producer("t")
+                .unwrap()
+                .send(Message::new("x"))
+                .unwrap(),
+            end
+        );
         let _ = last;
     }
 }
@@ -252,7 +278,14 @@ fn a_lower_max_record_size_on_reopen_keeps_every_stored_record() {
         .send(Message::new(payload(10, 2000)))
         .unwrap_err();
     assert!(
-        matches!(err, Error::Oversize { what: "record", max: 1024, .. }),
+        matches!(
+            err,
+            Error::Oversize {
+                what: "record",
+                max: 1024,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -266,7 +299,15 @@ fn oversize_names_the_limit_that_was_exceeded() {
         .send(Message::new("x").with_header(long_name, "v"))
         .unwrap_err();
     assert!(
-        matches!(err, Error::Oversize { what: "header name", size: 70_000, max: 65_535, .. }),
+        matches!(
+            err,
+            Error::Oversize {
+                what: "header name",
+                size: 70_000,
+                max: 65_535,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("65535"), "{err}");
@@ -283,7 +324,12 @@ fn a_failed_fsync_poisons_and_the_error_says_what_failed() {
     dir.set_fail_sync(false);
     let err = producer.send(Message::new("c")).unwrap_err();
     assert!(
-        matches!(err, Error::Poisoned { op: "an fsync of the log" }),
+        matches!(
+            err,
+            Error::Poisoned {
+                op: "an fsync of the log"
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("fsync of the log"), "{err}");

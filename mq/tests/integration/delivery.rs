@@ -94,7 +94,9 @@ fn max_deliveries_moves_the_message_to_the_dead_letter_topic() {
     // The fourth delivery would exceed max_deliveries = 3: offset 0 is dead-lettered.
     let next = c.try_recv().unwrap().unwrap();
     assert_eq!(next.offset(), 1);
-    let dlq = q.consumer(&Queue::dead_letter_topic("t", "g"), "ops").unwrap();
+    let dlq = q
+        .consumer(&Queue::dead_letter_topic("t", "g"), "ops")
+        .unwrap();
     let dead = dlq.try_recv().unwrap().unwrap();
     assert_eq!(dead.payload()[..8], 0u64.to_le_bytes());
     assert!(dead.message().header(DEAD_LETTER_REASON).is_some());

@@ -31,7 +31,11 @@ fn assert_readable(queue: &Queue, sent: &BTreeMap<u64, Vec<u8>>, what: &str) {
         log.insert(d.offset(), d.payload().to_vec());
     }
     for (off, p) in sent {
-        assert_eq!(log.get(off), Some(p), "{what}: acknowledged offset {off} unreadable");
+        assert_eq!(
+            log.get(off),
+            Some(p),
+            "{what}: acknowledged offset {off} unreadable"
+        );
     }
 }
 
@@ -66,7 +70,10 @@ fn a_full_disk_at_segment_rolls_refuses_sends_and_the_queue_reopens_under_every_
                 "{durability:?}/{extra}: the disk filled up"
             );
             if extra == 3760 || extra == 7530 {
-                assert!(refused_at_roll > 0, "{durability:?}/{extra}: a roll hit the limit");
+                assert!(
+                    refused_at_roll > 0,
+                    "{durability:?}/{extra}: a roll hit the limit"
+                );
             }
             // A process crash with the disk still full: the queue must open and hold
             // everything acknowledged.
@@ -95,7 +102,11 @@ fn a_full_disk_at_segment_rolls_refuses_sends_and_the_queue_reopens_under_every_
             drop((producer, queue));
             dir.kill_process();
             let queue = open(&dir, durability);
-            assert_readable(&queue, &sent, &format!("{durability:?}/{extra} after freeing"));
+            assert_readable(
+                &queue,
+                &sent,
+                &format!("{durability:?}/{extra} after freeing"),
+            );
             assert!(queue.recovery_report().is_clean());
         }
     }
@@ -118,7 +129,13 @@ fn a_full_disk_fails_an_ack_without_poisoning_and_the_ack_can_be_retried() {
         dir.set_capacity(Some(dir.used_bytes() + 5)); // less than one 17-byte record
         let err = consumer.ack(&second).unwrap_err();
         assert!(
-            matches!(err, Error::DiskFull { op: "ack journal append", .. }),
+            matches!(
+                err,
+                Error::DiskFull {
+                    op: "ack journal append",
+                    ..
+                }
+            ),
             "{durability:?}: {err}"
         );
         dir.set_capacity(None);
@@ -128,11 +145,19 @@ fn a_full_disk_fails_an_ack_without_poisoning_and_the_ack_can_be_retried() {
         drop((producer, consumer, queue));
         dir.kill_process();
         let queue = open(&dir, durability);
-        assert!(queue.recovery_report().is_clean(), "{:?}", queue.recovery_report());
+        assert!(
+            queue.recovery_report().is_clean(),
+            "{:?}",
+            queue.recovery_report()
+        );
         let consumer = queue.consumer("t", "g").unwrap();
         let left: Vec<u64> =
             std::iter::from_fn(|| consumer.try_recv().unwrap().map(|d| d.offset())).collect();
-        assert_eq!(left, [2, 3], "{durability:?}: acked offsets 0 and 1 stay acked");
+        assert_eq!(
+            left,
+            [2, 3],
+            "{durability:?}: acked offsets 0 and 1 stay acked"
+        );
     }
 }
 
@@ -209,9 +234,15 @@ fn a_real_256k_tmpfs_fills_up_and_every_acknowledged_message_survives() {
             }
             drop((producer, queue));
             let queue = Queue::builder().build(&path).unwrap();
-            assert_readable(&queue, &sent, &format!("tmpfs {durability:?} after remount"));
+            assert_readable(
+                &queue,
+                &sent,
+                &format!("tmpfs {durability:?} after remount"),
+            );
         });
-        let _ = std::process::Command::new("umount").arg(tmp.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(tmp.path())
+            .status();
         if let Err(p) = result {
             std::panic::resume_unwind(p);
         }

@@ -43,6 +43,16 @@ impl Drop for TempDir {
     }
 }
 
+/// `n`, or a tenth of it when `TIERKIT_MQ_QUICK` is set: the seed counts of the power-loss
+/// and SIGKILL suites, cut for `cargo mutants` runs (one suite run per mutant; see the README).
+pub(crate) fn scaled(n: u64) -> u64 {
+    if std::env::var_os("TIERKIT_MQ_QUICK").is_some() {
+        n.div_ceil(10)
+    } else {
+        n
+    }
+}
+
 /// A payload that encodes its own offset, so any mix-up is visible.
 pub(crate) fn payload(offset: u64, len: usize) -> Vec<u8> {
     let mut v = offset.to_le_bytes().to_vec();

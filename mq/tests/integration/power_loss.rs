@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tierkit_mq::{Durability, Message, Queue, SimDir};
 
-use crate::payload;
+use crate::{payload, scaled};
 
 fn rng(state: &mut u64) -> u64 {
     *state = state
@@ -109,7 +109,11 @@ fn run(seed: u64, durability: Durability, buffered: bool) -> Outcome {
     let audit = queue.consumer("t", "audit").unwrap();
     let mut stored = Vec::new();
     while let Some(d) = audit.try_recv().unwrap() {
-        assert_eq!(d.payload()[..8], d.offset().to_le_bytes(), "seed {seed}: payload mix-up");
+        assert_eq!(
+            d.payload()[..8],
+            d.offset().to_le_bytes(),
+            "seed {seed}: payload mix-up"
+        );
         if let Some(len) = returned.get(&d.offset()) {
             assert_eq!(
                 d.payload()[..],
@@ -177,7 +181,7 @@ fn assert_unsynced_writes_were_lost(outcomes: &[Outcome], what: &str) {
 
 #[test]
 fn always_loses_nothing_returned_over_seeded_power_cuts() {
-    let outcomes: Vec<Outcome> = (0..1500)
+    let outcomes: Vec<Outcome> = (0..scaled(1500))
         .map(|seed| run(seed, Durability::Always, false))
         .collect();
     // Under `Always`, a write whose fsync the power cut interrupted was never returned.
@@ -186,7 +190,7 @@ fn always_loses_nothing_returned_over_seeded_power_cuts() {
 
 #[test]
 fn always_with_a_write_buffer_loses_nothing_returned() {
-    for seed in 0..800 {
+    for seed in 0..scaled(800) {
         run(seed, Durability::Always, true);
     }
 }
@@ -195,7 +199,7 @@ fn always_with_a_write_buffer_loses_nothing_returned() {
 fn never_and_interval_keep_a_prefix_and_everything_flushed() {
     let hour = std::time::Duration::from_secs(3600);
     let mut unbuffered = Vec::new();
-    for seed in 0..600 {
+    for seed in 0..scaled(600) {
         for buffered in [false, true] {
             let a = run(seed, Durability::Never, buffered);
             let b = run(seed, Durability::Interval(hour), buffered);

@@ -74,7 +74,10 @@ fn flipped_byte_in_last_segment_tail_is_cut_and_reported() {
     f.write_all(&[0xFF]).unwrap();
     drop(f);
     let q = Queue::builder().build(tmp.path()).unwrap();
-    assert_eq!(q.recovery_report().tail_damage().next().unwrap().1.offset, 29);
+    assert_eq!(
+        q.recovery_report().tail_damage().next().unwrap().1.offset,
+        29
+    );
     assert_eq!(q.stats("t").unwrap().log_end, 29);
 }
 
@@ -146,7 +149,10 @@ fn failed_fsync_poisons_the_handle() {
     assert!(matches!(p.send(Message::new("b")), Err(Error::Io { .. })));
     dir.set_fail_sync(false);
     // Never retried: the handle stays poisoned even though fsync would now succeed.
-    assert!(matches!(p.send(Message::new("c")), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        p.send(Message::new("c")),
+        Err(Error::Poisoned { .. })
+    ));
     drop((p, q));
     dir.crash(1);
     let q = Queue::builder().build_with(dir.handle()).unwrap();
