@@ -33,9 +33,11 @@ impl Log {
         }
         drop(inner);
         if deleted > 0 {
+            // Not poisoning: if the deletions do not survive a power loss, the segments come
+            // back, holding only records every group is past (or that retention dropped).
             self.dir
                 .sync_dir()
-                .map_err(|e| self.poison(e, "the fsync of the directory after retention"))?;
+                .map_err(Error::io("fsync of the directory after retention"))?;
             tracing::debug!(topic = %self.topic, segments = deleted, "retention deleted segments");
         }
         Ok(deleted)
