@@ -332,8 +332,12 @@ impl Consumer {
             seq
         };
         self.topic.sync_journal(cfg, &self.group, seq)?;
-        if nack.is_none() {
-            self.topic.retain(cfg)?;
+        // The acks are recorded: a retention error is logged, not returned (the next run
+        // retries), so an error from `ack` always means the ack itself may have failed.
+        if nack.is_none()
+            && let Err(e) = self.topic.retain(cfg)
+        {
+            tracing::warn!(topic = %self.topic.name, error = %e, "retention after an ack failed");
         }
         Ok(())
     }
