@@ -369,3 +369,42 @@ fn a_read_only_open_inspects_without_writing() {
     assert_eq!(queue.recovery_report().tail_damage().count(), 1);
     assert_eq!(queue.stats("t").unwrap().log_end, 39);
 }
+
+#[test]
+fn a_read_only_open_works_on_a_read_only_mount() {
+    let tmp = crate::TempDir::new("romount");
+    if !crate::mount_tmpfs(tmp.path(), "1m") {
+        return;
+    }
+    let path = tmp.path().join("q");
+    let result = std::panic::catch_unwind(|| {
+        {
+            let queue = Queue::builder().build(&path).unwrap();
+            let producer = queue.producer("t").unwrap();
+            for i in 0..5 {
+                producer.send(Message::new(payload(i, 100))).unwrap();
+            }
+        }
+        let ro = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(ro.success());
+        let queue = Queue::builder().read_only(true).build(&path).unwrap();
+        assert!(queue.recovery_report().is_clean());
+        assert_eq!(queue.stats("t").unwrap().log_end, 5);
+        let c = queue.consumer("t", "g").unwrap();
+        assert_eq!(c.try_recv().unwrap().unwrap().offset(), 0);
+        assert!(matches!(queue.producer("t"), Err(Error::ReadOnly { .. })));
+        drop((c, queue));
+        // A writer cannot open it, and says why.
+        assert!(Queue::builder().build(&path).is_err());
+    });
+    let _ = std::process::Command::new("umount")
+        .arg(tmp.path())
+        .status();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tierkit_mq::{Durability, Error, Message, Queue, Repair, SimDir};
 
-use crate::{TempDir, payload};
+use crate::{TempDir, mount_tmpfs, payload};
 
 const POLICIES: [Durability; 3] = [
     Durability::Always,
@@ -158,29 +158,6 @@ fn a_full_disk_fails_an_ack_without_poisoning_and_the_ack_can_be_retried() {
             [2, 3],
             "{durability:?}: acked offsets 0 and 1 stay acked"
         );
-    }
-}
-
-/// Mounts a tmpfs of `size` on `dir`; `false` (with a loud message) when not permitted.
-fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
-    let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "\n*** SKIPPED: cannot mount a tmpfs here ({}); the simulated-ENOSPC tests \
-                 above cover the same paths ***\n",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPED: no `mount` command ({e}) ***\n");
-            false
-        }
     }
 }
 

@@ -53,6 +53,29 @@ pub(crate) fn scaled(n: u64) -> u64 {
     }
 }
 
+/// Mounts a tmpfs of `size` on `dir`; `false` (with a loud message) when not permitted.
+pub(crate) fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "\n*** SKIPPED: cannot mount a tmpfs here ({}); the simulated-ENOSPC tests \
+                 above cover the same paths ***\n",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("\n*** SKIPPED: no `mount` command ({e}) ***\n");
+            false
+        }
+    }
+}
+
 /// A payload that encodes its own offset, so any mix-up is visible.
 pub(crate) fn payload(offset: u64, len: usize) -> Vec<u8> {
     let mut v = offset.to_le_bytes().to_vec();
