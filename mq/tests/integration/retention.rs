@@ -155,3 +155,34 @@ fn a_send_at_the_disk_quota_gives_up_after_its_wait_and_returns_the_message() {
     assert!(matches!(err, Error::QuotaExceeded { .. }), "{err:?}");
     assert_eq!(err.into_message().unwrap().payload().len(), 900);
 }
+
+#[test]
+fn retention_counts_only_the_unacknowledged_messages_it_drops() {
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .retention_bytes(2 * SEG)
+        .build_in_memory()
+        .unwrap();
+    let group = queue.consumer("t", "g").unwrap();
+    let producer = queue.producer("t").unwrap();
+    // 10 records per segment; the group acks the odd offsets among the first 10 only.
+    for i in 0..10 {
+        producer.send(Message::new(payload(i, 350))).unwrap();
+    }
+    for _ in 0..10 {
+        let d = group.try_recv().unwrap().unwrap();
+        if !d.offset().is_multiple_of(2) {
+            group.ack(&d).unwrap();
+        }
+    }
+    for i in 10..60 {
+        producer.send(Message::new(payload(i, 350))).unwrap();
+    }
+    queue.apply_retention().unwrap();
+    let s = queue.stats("t").unwrap();
+    let g = &s.groups[0];
+    assert!(s.log_start >= 10, "{s:?}");
+    // Dropped: everything below the new start except the 5 acknowledged odd offsets.
+    assert_eq!(g.retention_dropped, s.log_start - 5, "{s:?}");
+    assert_eq!(g.committed, s.log_start);
+}
