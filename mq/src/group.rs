@@ -115,7 +115,8 @@ impl GroupState {
     /// Drops state that refers to offsets the log no longer holds and places the cursor.
     pub(crate) fn clamp(&mut self, log_start: u64, log_end: u64) {
         self.committed = self.committed.clamp(log_start.min(log_end), log_end);
-        self.acked.retain(|o| *o < log_end);
+        let committed = self.committed;
+        self.acked.retain(|o| *o < log_end && *o >= committed);
         self.attempts
             .retain(|o, _| *o < log_end && *o >= self.committed);
         while self.acked.remove(&self.committed) {
@@ -371,5 +372,76 @@ impl Reader<'_> {
         let b = self.data.get(self.pos..self.pos + 4)?;
         self.pos += 4;
         b.try_into().ok().map(u32::from_le_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample() -> GroupState {
+        let mut st = GroupState {
+            committed: 10,
+            journal_epoch: 3,
+            ..GroupState::default()
+        };
+        st.acked.extend([12, 15]);
+        st.attempts.insert(11, 2);
+        st.inflight.insert(13, (99, 4));
+        st
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_every_truncation_or_flip_is_refused() {
+        let bytes = sample().encode();
+        let back = GroupState::decode("g", &bytes).unwrap();
+        assert_eq!((back.committed, back.journal_epoch), (10, 3));
+        assert_eq!(back.acked.iter().copied().collect::<Vec<_>>(), [12, 15]);
+        let mut counts: Vec<_> = back.attempts.into_iter().collect();
+        counts.sort_unstable();
+        assert_eq!(counts, [(11, 2), (13, 4)], "in-flight counts are saved too");
+        for len in 0..bytes.len() {
+            assert!(
+                GroupState::decode("g", &bytes[..len]).is_err(),
+                "cut at {len}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= 0x10;
+            assert!(GroupState::decode("g", &bad).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn clamp_keeps_what_the_log_holds_and_places_the_cursor() {
+        // Log holds 5..20: everything of the sample is inside it.
+        let mut st = sample();
+        st.clamp(5, 20);
+        assert_eq!((st.committed, st.cursor), (10, 10));
+        assert_eq!(st.acked.iter().copied().collect::<Vec<_>>(), [12, 15]);
+        assert_eq!(st.attempts.get(&11), Some(&2));
+        // Log shortened to 0..14: acks and counts at or past 14 are dropped.
+        let mut st = sample();
+        st.attempts.insert(14, 1);
+        st.clamp(0, 14);
+        assert_eq!(st.acked.iter().copied().collect::<Vec<_>>(), [12]);
+        assert_eq!(st.attempts.get(&14), None);
+        assert_eq!(st.attempts.get(&11), Some(&2));
+        // Log shortened below the committed offset.
+        let mut st = sample();
+        st.clamp(0, 8);
+        assert_eq!((st.committed, st.cursor), (8, 8));
+        assert!(st.acked.is_empty() && st.attempts.is_empty());
+        // Log starts past the committed offset: acked offsets right there are skipped over.
+        let mut st = sample();
+        st.acked.insert(30);
+        st.acked.insert(31);
+        st.attempts.insert(2, 1);
+        st.clamp(30, 40);
+        assert_eq!((st.committed, st.cursor), (32, 32));
+        assert!(st.acked.is_empty());
+        assert_eq!(st.attempts.get(&2), None, "below the committed offset");
     }
 }
