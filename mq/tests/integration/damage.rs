@@ -463,3 +463,51 @@ fn a_group_ahead_of_a_log_shortened_by_a_power_loss_is_reported() {
     }
     assert!(checked > 0, "some seed lost the unsynced tail");
 }
+
+#[test]
+fn a_topic_with_an_empty_segment_reopens_clean() {
+    let dir = SimDir::new();
+    drop(open(&dir).producer("t").unwrap());
+    dir.kill_process();
+    let queue = open(&dir);
+    assert!(
+        queue.recovery_report().is_clean(),
+        "{:?}",
+        queue.recovery_report()
+    );
+    assert_eq!(queue.stats("t").unwrap().log_end, 0);
+}
+
+#[test]
+fn a_record_carrying_the_wrong_offset_is_not_accepted() {
+    let dir = SimDir::new();
+    {
+        let queue = open(&dir);
+        let producer = queue.producer("t").unwrap();
+        for i in 0..3 {
+            producer.send(Message::new(payload(i, 40))).unwrap();
+        }
+    }
+    dir.kill_process();
+    // Append a second copy of the last record: intact, but it carries offset 2 where 3 belongs
+    // (what a second writer would leave).
+    let seg = "t.00000000000000000000.seg";
+    let len = dir.file_len(seg).unwrap();
+    let rec = 16 + 23 + 40;
+    let f = dir.open(seg, false).unwrap();
+    let mut last = vec![0u8; rec];
+    f.read_exact_at(&mut last, len - rec as u64).unwrap();
+    f.append(&last).unwrap();
+    f.sync().unwrap();
+    let queue = open(&dir);
+    assert_eq!(queue.stats("t").unwrap().log_end, 3);
+    let (_, damage) = queue
+        .recovery_report()
+        .tail_damage()
+        .next()
+        .expect("reported");
+    assert_eq!(
+        (damage.offset, damage.reason),
+        (3, "record carries an unexpected offset")
+    );
+}
