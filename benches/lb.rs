@@ -294,14 +294,14 @@ fn consistent_hash(c: &mut Criterion) {
         g.bench_function(format!("tierkit_{name}_prehashed"), |b| {
             b.iter(|| {
                 i = (i + 1) & mask;
-                lb.pick(&Context::new().hash(black_box(hashes[i])))
+                lb.pick(&Context::new().with_hash(black_box(hashes[i])))
             })
         });
         g.bench_function(format!("tierkit_{name}_hash_in_loop"), |b| {
             b.iter(|| {
                 i = (i + 1) & mask;
                 let h = lb.hash_key(black_box(keys[i].as_str()));
-                lb.pick(&Context::new().hash(h))
+                lb.pick(&Context::new().with_hash(h))
             })
         });
     }

@@ -58,18 +58,24 @@ mod active;
 mod backend;
 mod balancer;
 mod builder;
-mod clock;
 mod context;
+mod control;
 mod drain;
+mod eject;
 mod error;
 mod health;
 mod lease;
+mod pick;
 mod policy;
+mod refcount;
+mod refresher;
 mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod snapshot;
 mod stats;
 mod sync;
+mod tagged;
 mod view;
 
 #[cfg(feature = "tokio")]
@@ -77,12 +83,12 @@ pub use active::{CheckConfig, HealthCheck, TcpConnect};
 pub use backend::{Backend, BackendId, Health};
 pub use balancer::Balancer;
 pub use builder::BalancerBuilder;
-pub use clock::{Clock, MockClock, SystemClock};
 pub use context::Context;
 pub use drain::Drain;
-pub use error::{Error, NoBackend, Result};
+pub use error::{Error, NoBackend, Rejected, Result};
 pub use health::{OutlierDetection, SlowStart};
 pub use lease::Lease;
+pub use pick::release_thread_snapshots;
 pub use policy::{
     ConsistentHash, HashAlgorithm, LeastConnections, LeastLatency, Locality, Policy,
     PowerOfTwoChoices, Random, RoundRobin, Sticky, Tier, WeightedLeastConnections, WeightedRandom,
@@ -90,6 +96,7 @@ pub use policy::{
 };
 pub use shared::Member;
 pub use stats::{BackendStats, BalancerStats};
+pub use tierkit_core::{Clock, ManualClock, SystemClock};
 pub use view::View;
 
 #[cfg(doctest)]
