@@ -122,6 +122,7 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         let _ = self.core.refresh_if_due();
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn apply_health(&self, member: &Member<B>, healthy: bool) {
         self.core.apply_health(member, healthy);
     }

@@ -105,9 +105,8 @@ mod loom_tests {
     const DEADLINE: u64 = 20;
 
     /// The finding-2 race: a publish running while a backend is ejected never ends the
-    /// ejection early (it sees `EJECTED` only with the new deadline), and a concurrent "stale"
-    /// marker (the refresh word) is never lost: either the publish saw the ejection or the
-    /// snapshot is marked stale.
+    /// ejection early (it sees `EJECTED` only with the new deadline, never the previous
+    /// ejection's). With the old order (health first, then the deadline) this fails.
     #[test]
     fn loom_eject_publish_never_cancels_an_ejection() {
         loom::model(|| {
@@ -115,21 +114,12 @@ mod loom_tests {
             // The previous ejection's deadline, long past.
             let until = Arc::new(AtomicU64::new(1));
             let ejected = Arc::new(AtomicUsize::new(0));
-            let refresh_at = Arc::new(AtomicU64::new(u64::MAX));
-            let (h, u, e, r) = (
-                health.clone(),
-                until.clone(),
-                ejected.clone(),
-                refresh_at.clone(),
-            );
+            let (h, u, e) = (health.clone(), until.clone(), ejected.clone());
             let ejector = loom::thread::spawn(move || {
                 assert!(reserve_slot(&e, 1));
                 assert!(eject(&h, &u, DEADLINE));
-                // Mark the published snapshot stale (`Control::mark_dirty`).
-                r.store(0, Ordering::Release);
             });
             // A publish at NOW.
-            refresh_at.swap(u64::MAX, Ordering::AcqRel);
             let (seen, deadline) = read(&health, &until);
             let mut ended = false;
             if seen == HEALTH_EJECTED {
@@ -141,10 +131,6 @@ mod loom_tests {
             ejector.join().unwrap();
             assert!(!ended, "ejection cancelled early");
             assert_eq!(health.load(Ordering::Relaxed), HEALTH_EJECTED);
-            assert!(
-                seen == HEALTH_EJECTED || refresh_at.load(Ordering::Acquire) == 0,
-                "ejection neither published nor marked stale"
-            );
         });
     }
 

@@ -39,6 +39,8 @@ struct State {
     successes: u64,
     failures: u64,
     late_demand: u64,
+    /// Requests sent to it in the second half of the run.
+    late_picks: u64,
     window_picks: u64,
     max_queue: usize,
     times: Vec<u64>,
@@ -270,7 +272,14 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
         let q = |p| Duration::from_nanos(quantile(&all_times, p));
         let successes: u64 = self.states.iter().map(|s| s.successes).sum();
         let failures: u64 = self.states.iter().map(|s| s.failures).sum();
-        let max_util = backends.iter().map(|b| b.utilisation).fold(0.0, f64::max);
+        // Overloaded: offered more than its capacity by more than sampling noise (three standard
+        // deviations of a sum of that many exponential demands), so that a pool of a thousand
+        // small backends is not called unstable because one drew a few long requests.
+        #[allow(clippy::cast_precision_loss)]
+        let overloaded = backends
+            .iter()
+            .zip(&self.states)
+            .any(|(b, st)| b.utilisation > 1.0 + 3.0 / (st.late_picks.max(1) as f64).sqrt());
         let arriving_secs = nanos_to_secs(last_arrival);
         #[allow(clippy::cast_precision_loss)]
         let (offered, throughput) = if arriving_secs > 0.0 {
@@ -298,7 +307,7 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
             offered,
             throughput,
             duration: Duration::from_nanos(last_event),
-            unstable: max_util > 1.0 || backlog_growing,
+            unstable: overloaded || backlog_growing,
             backlog_growing,
             backends,
             notable: sc.notable,
@@ -320,6 +329,7 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
             // Offered work as the server would take it now (a cold server's demand is set when
             // service starts; late in the run every server is warm).
             st.late_demand += spec.demand(now, now.saturating_sub(st.joined), unit);
+            st.late_picks += 1;
         }
         if (self.window.0..self.window.1).contains(&now) {
             st.window_picks += 1;

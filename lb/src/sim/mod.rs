@@ -41,11 +41,16 @@ mod report;
 mod scenario;
 mod scenarios;
 mod server;
+mod situations;
 
 pub use report::{BackendReport, Report, table};
 pub use scenario::{DEFAULT_REQUESTS, Scenario, Weighting};
 pub use scenarios::*;
 pub use server::{Server, ServiceTime};
+pub use situations::{
+    ERROR_BOUND, P99_BOUND, SITUATION_POLICIES, SituationRun, error_rate, p99_ratio,
+    run_situations, situation_table,
+};
 
 use std::time::Duration;
 

@@ -67,8 +67,9 @@ pub struct Report {
     pub throughput: f64,
     /// Virtual time from the start to the last response.
     pub duration: Duration,
-    /// Whether the pool could not keep up: a backend's utilisation above 1, or the number of
-    /// requests in the system still growing at the end.
+    /// Whether the pool could not keep up: a backend's utilisation above 1 (by more than three
+    /// standard deviations of its sampled demand), or the number of requests in the system
+    /// still growing at the end.
     pub unstable: bool,
     /// Whether the number of requests in the system grew from the third quarter of the
     /// arrivals to the last (part of `unstable`).

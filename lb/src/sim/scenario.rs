@@ -85,6 +85,12 @@ impl Scenario {
         }
     }
 
+    /// The same scenario under another name.
+    pub fn rename(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// A one-line description for reports.
     pub fn describe(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Scenario, Server};
+use super::{Scenario, Server, ServiceTime};
 use crate::{OutlierDetection, SlowStart};
 
 const fn ms(n: u64) -> Duration {
@@ -129,5 +129,77 @@ pub fn standard() -> Vec<Scenario> {
         cold_join(true),
         cold_join_shaped(0.25),
         outage_recovery(),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The situations of the default-policy table (issue 17): the recommended policy must reach a
+// p99 within 1.2x of the full-information policy in each, stay stable, and keep errors at or
+// under 0.2% with a fast-failing backend.
+
+/// (a) One of four backends 20x slower (3 x 10 ms + 1 x 200 ms) at 70% of the total capacity.
+pub fn one_of_four_slow() -> Scenario {
+    Scenario::new("(a) one of four slow")
+        .describe("3 x 10 ms + 1 x 200 ms at 70% of capacity")
+        .servers((0..3).map(|_| Server::exponential(ms(10))))
+        .server(Server::exponential(ms(200)).name("slow"))
+        .notable(3)
+}
+
+/// (b) Two of four backends 20x slower (2 x 10 ms + 2 x 200 ms) at 70%: two random choices
+/// both land on a slow one a sixth of the time.
+pub fn two_of_four_slow() -> Scenario {
+    Scenario::new("(b) two of four slow")
+        .describe("2 x 10 ms + 2 x 200 ms at 70% of capacity")
+        .servers((0..2).map(|_| Server::exponential(ms(10))))
+        .servers((0..2).map(|i| Server::exponential(ms(200)).name(format!("slow{i}"))))
+        .notable(2)
+}
+
+/// (c) Ten backends with a heavy-tailed mixture of service times (95% of mean 5 ms, 5% of mean
+/// 100 ms) at 70%: a long request blocks its backend's queue.
+pub fn heavy_tail() -> Scenario {
+    let mix = ServiceTime::Mixture {
+        common: ms(5),
+        rare: ms(100),
+        rare_fraction: 0.05,
+    };
+    Scenario::new("(c) heavy-tailed mixture")
+        .describe("10 x (95% exp. 5 ms, 5% exp. 100 ms) at 70%")
+        .servers((0..10).map(|_| Server::with_service(mix)))
+}
+
+/// (d) Ten backends of 10 ms, one of which flaps: 20x slower every other 2 s.
+pub fn flapping() -> Scenario {
+    Scenario::new("(d) flapping backend")
+        .describe("9 x 10 ms + 1 flapping 10 ms <-> 200 ms every 2 s, at 70%")
+        .servers((0..9).map(|_| Server::exponential(ms(10))))
+        .server(
+            Server::exponential(ms(10))
+                .flaps(Duration::from_secs(2), 20.0)
+                .name("flappy"),
+        )
+        .notable(9)
+}
+
+/// (g) 1,000 backends: 990 of 10 ms and 10 sick ones of 100 ms, at 70%.
+pub fn thousand() -> Scenario {
+    Scenario::new("(g) 1,000 backends")
+        .describe("990 x 10 ms + 10 x 100 ms at 70%")
+        .servers((0..990).map(|_| Server::exponential(ms(10))))
+        .servers((0..10).map(|i| Server::exponential(ms(100)).name(format!("sick{i}"))))
+}
+
+/// The seven situations (a)-(g), in order: [`one_of_four_slow`], [`two_of_four_slow`],
+/// [`heavy_tail`], [`flapping`], (e) [`failing_backend`], (f) [`sick_backend`], [`thousand`].
+pub fn situations() -> Vec<Scenario> {
+    vec![
+        one_of_four_slow(),
+        two_of_four_slow(),
+        heavy_tail(),
+        flapping(),
+        failing_backend().rename("(e) fails fast"),
+        sick_backend().rename("(f) one sick of ten"),
+        thousand(),
     ]
 }

@@ -12,6 +12,16 @@ pub enum ServiceTime {
     Exponential(Duration),
     /// Exactly this long, every time.
     Fixed(Duration),
+    /// A heavy-tailed mixture of two exponentials: mean `common` usually, mean `rare` for a
+    /// `rare_fraction` of the requests (a cache miss, a large query).
+    Mixture {
+        /// The usual mean.
+        common: Duration,
+        /// The mean of the rare, long requests.
+        rare: Duration,
+        /// Their share, in `0..=1`.
+        rare_fraction: f64,
+    },
 }
 
 impl ServiceTime {
@@ -20,6 +30,14 @@ impl ServiceTime {
     pub fn mean(&self) -> Duration {
         match *self {
             Self::Exponential(d) | Self::Fixed(d) => d,
+            Self::Mixture {
+                common,
+                rare,
+                rare_fraction,
+            } => {
+                let f = rare_fraction.clamp(0.0, 1.0);
+                common.mul_f64(1.0 - f) + rare.mul_f64(f)
+            }
         }
     }
 }
@@ -53,6 +71,8 @@ pub struct Server {
     pub(crate) outage: Option<(Duration, Duration)>,
     pub(crate) joins_at: Duration,
     pub(crate) leaves_at: Option<Duration>,
+    /// Slow (`.1` times the service time) in every odd period of `.0`.
+    pub(crate) flap: Option<(Duration, f64)>,
 }
 
 impl Server {
@@ -77,6 +97,7 @@ impl Server {
             outage: None,
             joins_at: Duration::ZERO,
             leaves_at: None,
+            flap: None,
         }
     }
 
@@ -122,6 +143,15 @@ impl Server {
         self
     }
 
+    /// Flaps: during every other `period` (the second, the fourth, ...) its service times are
+    /// `factor` times longer. Its nominal capacity is the fast one.
+    pub fn flaps(mut self, period: Duration, factor: f64) -> Self {
+        if !period.is_zero() && factor.is_finite() && factor > 0.0 {
+            self.flap = Some((period, factor));
+        }
+        self
+    }
+
     /// Joins the pool at virtual time `at` (default: present from the start). A server that
     /// joins later does not count toward the capacity the arrival rate is derived from.
     pub fn joins_at(mut self, at: Duration) -> Self {
@@ -161,10 +191,30 @@ impl Server {
         if self.fails_at(now) {
             return to_nanos(self.fail_after.unwrap_or(Duration::from_millis(1))).max(1);
         }
-        let base = match self.service {
+        let mut base = match self.service {
             ServiceTime::Exponential(m) => m.as_secs_f64() * unit,
             ServiceTime::Fixed(d) => d.as_secs_f64(),
+            ServiceTime::Mixture {
+                common,
+                rare,
+                rare_fraction,
+            } => {
+                // One exponential draw picks the component and sizes the request: `u` is
+                // uniform, and each component's part of it maps back to a unit exponential.
+                let f = rare_fraction.clamp(0.0, 1.0);
+                let u = 1.0 - (-unit).exp();
+                if u < f {
+                    rare.as_secs_f64() * -(1.0 - u / f).ln()
+                } else {
+                    common.as_secs_f64() * -(1.0 - (u - f) / (1.0 - f)).ln()
+                }
+            }
         };
+        if let Some((period, factor)) = self.flap {
+            if (now / to_nanos(period).max(1)) % 2 == 1 {
+                base *= factor;
+            }
+        }
         let factor = self.cold.map_or(1.0, |c| {
             let window = c.window.as_secs_f64();
             let elapsed = nanos_to_secs(since_join);
