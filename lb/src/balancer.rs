@@ -111,6 +111,7 @@ impl<B, P: Policy<B>> Balancer<B, P> {
     /// by the background refresher).
     pub fn refresh(&self) {
         self.core.publish(&self.core.membership.lock());
+        self.core.reap();
     }
 
     /// Republishes the snapshot if a time-driven change (an ejection's end, a slow-start step)
@@ -161,7 +162,6 @@ where
                 draining: false,
             });
         }
-        let timed = control.outlier.is_some() || control.slow_start.is_some();
         let core = Arc::new(Core::new(
             policy,
             Arc::clone(&control),
@@ -172,7 +172,7 @@ where
         let weak = Arc::downgrade(&dyn_core);
         drop(dyn_core);
         let _ = control.republish.set(weak.clone());
-        if background_refresh && timed {
+        if background_refresh {
             crate::refresher::register(weak);
         }
         let lb = Self {
@@ -220,6 +220,8 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             draining: false,
         });
         self.core.publish(&entries);
+        drop(entries);
+        self.core.reap();
         Ok(())
     }
 
@@ -256,6 +258,7 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         self.core.publish(&entries);
         drop(entries);
         drop(entry);
+        self.core.reap();
         RETIRED.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -273,6 +276,8 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         entry.weight = weight;
         tracing::info!(backend = %id, weight, "backend weight changed");
         self.core.publish(&entries);
+        drop(entries);
+        self.core.reap();
         Ok(())
     }
 
@@ -295,6 +300,8 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         let member = entries[pos].member.clone();
         let in_flight = member.counters().refs.set_draining(true);
         tracing::info!(backend = %id, in_flight, "backend draining");
+        drop(entries);
+        self.core.reap();
         Ok(Drain::new(member))
     }
 
@@ -311,6 +318,8 @@ impl<B, P: Policy<B>> Balancer<B, P> {
         entry.draining = false;
         entry.member.counters().refs.set_draining(false);
         self.core.publish(&entries);
+        drop(entries);
+        self.core.reap();
         Ok(())
     }
 
@@ -327,6 +336,8 @@ impl<B, P: Policy<B>> Balancer<B, P> {
             .ok_or(Error::UnknownBackend(id))?;
         self.core.apply_health(&entry.member, healthy);
         self.core.publish(&entries);
+        drop(entries);
+        self.core.reap();
         Ok(())
     }
 }

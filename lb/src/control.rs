@@ -48,6 +48,8 @@ pub(crate) struct Control {
     pub(crate) members: AtomicUsize,
     /// A pick found the snapshot stale and asked the background refresher for a publish.
     pub(crate) refresh_requested: AtomicBool,
+    /// A thread let go of a replaced snapshot: the refresher frees what no one holds.
+    pub(crate) reap_requested: AtomicBool,
     /// The balancer's core, for publishing an ejection from the failure path.
     pub(crate) republish: OnceLock<Weak<dyn Republish>>,
     /// The clock reading of the most recent latency observation (any backend): the "now" that
@@ -94,6 +96,7 @@ impl Control {
             ejected: AtomicUsize::new(0),
             members: AtomicUsize::new(0),
             refresh_requested: AtomicBool::new(false),
+            reap_requested: AtomicBool::new(false),
             republish: OnceLock::new(),
             latest: CachePadded::new(AtomicU64::new(0)),
         })
@@ -121,6 +124,15 @@ impl Control {
     #[cold]
     pub(crate) fn request_refresh(&self) {
         if !self.refresh_requested.swap(true, Ordering::AcqRel) {
+            crate::refresher::wake();
+        }
+    }
+
+    /// Asks the background refresher to free replaced snapshots (a thread dropped its cached
+    /// copy of one): one flag and, the first time, an unpark.
+    #[cold]
+    pub(crate) fn request_reap(&self) {
+        if !self.reap_requested.swap(true, Ordering::AcqRel) {
             crate::refresher::wake();
         }
     }

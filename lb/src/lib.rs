@@ -12,7 +12,7 @@
 //! use std::time::Duration;
 //! use tierkit_lb::{Backend, Balancer, Context, LeastLatency, OutlierDetection};
 //!
-//! let lb = Balancer::builder(LeastLatency::new())
+//! let lb = Balancer::builder(LeastLatency::new()) // the recommended default
 //!     .backends((1..=3).map(|i| Backend::new(i, format!("10.0.0.{i}:8080"))))
 //!     .outlier_detection(OutlierDetection::new().consecutive_failures(5))
 //!     .build()?;
@@ -28,9 +28,11 @@
 //!
 //! ## How it fits together
 //! - **Snapshots.** Membership, weights and the health view are published together as one
-//!   immutable snapshot (`arc-swap`); a pick loads it without locking. Per-backend counters
-//!   (in flight, latency, failures) live with the backend, keyed by its [`BackendId`], and
-//!   survive every rebuild.
+//!   immutable snapshot (`arc-swap`); a pick loads it without locking and never rebuilds it:
+//!   mutating calls (and the failure that ejects a backend) publish on their own thread, and
+//!   time-driven changes (an ejection's end, slow-start steps) are published by a background
+//!   refresher thread. Per-backend counters (in flight, latency, failures) live with the
+//!   backend, keyed by its [`BackendId`], and survive every rebuild.
 //! - **Leases.** A pick returns a [`Lease`] that counts the request in flight until dropped and
 //!   records its outcome; latency-aware policies and outlier detection learn from it. The
 //!   in-flight count is also the lease's hold on its backend (no separate reference count), so
@@ -41,8 +43,13 @@
 //!   thresholds. Recovered and new backends can ramp up with [`SlowStart`]. Below the panic
 //!   threshold the balancer uses every serving backend. Every state change emits a `tracing`
 //!   event and shows in [`stats`](Balancer::stats).
-//! - **Time** comes from an injectable [`Clock`], so ejections and slow start are tested, and
-//!   whole policies simulated, in virtual time.
+//! - **Time** comes from an injectable [`Clock`] (`tierkit-core`'s, re-exported), so ejections
+//!   and slow start are tested, and whole policies simulated, in virtual time ([`ManualClock`]).
+//! - **Randomness** (random, P2C and least-latency picks) is seeded per process from OS entropy;
+//!   [`seed_thread_rng`] fixes a thread's seed when a test or simulation asks for one.
+//! - **Which policy**: [`LeastLatency::new`], the default the README recommends, meets the
+//!   simulator's bounds in every situation measured (`cargo run --release --example lb_sim --
+//!   --situations`).
 //!
 //! ## Crate features
 //! - `tokio`: active health checks ([`HealthCheck`], [`TcpConnect`],

@@ -65,6 +65,8 @@ fn sweep(cell: &RefCell<[Option<LocalSnapshot>; LOCAL_SLOTS]>, retired: u64) {
             }
         }
     }
+    // Released (`Tagged`'s drop asks each balancer's refresher to free what it held last; a
+    // dropped balancer's snapshot is freed right here: its core is gone).
     drop(stale);
 }
 
@@ -130,6 +132,8 @@ where
         }
         let entry = slots[0].get_or_insert_with(|| self.local_entry(version));
         if entry.version != version {
+            // The old one is released (`Tagged`'s drop): never freed here while the core's
+            // retired list holds it; the refresher frees it.
             entry.snapshot = self.tag.wrap(self.core.snapshot.load_full());
             entry.version = version;
         }

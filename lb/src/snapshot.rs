@@ -44,11 +44,24 @@ pub(crate) struct Snapshot<B, T> {
     /// The balancer's published version (`u64::MAX` once the balancer is dropped): a per-thread
     /// cache entry whose version differs is stale and may be released.
     pub(crate) published: Arc<CachePadded<AtomicU64>>,
+    /// Where a thread that drops its cached copy asks for the retired list to be reaped.
+    pub(crate) control: Arc<Control>,
 }
 
 impl<B: Send + Sync + 'static, T: Send + Sync + 'static> Cached for Snapshot<B, T> {
     fn is_current(&self) -> bool {
         self.published.load(Ordering::Acquire) == self.version
+    }
+
+    fn release(self: Arc<Self>) {
+        // Held by the retired list and this reference only: after this drop, nobody but the
+        // list. (The core's own `ArcSwap` holds the current snapshot, which is not retired.)
+        let reap = Arc::strong_count(&self) == 2 && !self.is_current();
+        let control = Arc::clone(&self.control);
+        drop(self);
+        if reap {
+            control.request_reap();
+        }
     }
 }
 
@@ -68,9 +81,25 @@ pub(crate) struct Core<B, P: Policy<B>> {
     /// The version of the snapshot in `snapshot`, stored after it (picks compare it with
     /// their thread's cached copy). Only `publish`, under the membership lock, advances it.
     pub(crate) published: Arc<CachePadded<AtomicU64>>,
+    /// Replaced snapshots that threads may still cache (see `reap`).
+    retired: Mutex<Vec<Arc<Snapshot<B, P::Prepared>>>>,
 }
 
 impl<B, P: Policy<B>> Core<B, P> {
+    /// Frees the replaced snapshots no thread caches any more (outside every lock: dropping
+    /// one may drop backends, running the user's `Drop`).
+    pub(crate) fn reap(&self) {
+        self.control.reap_requested.store(false, Ordering::Release);
+        let freed: Vec<_> = {
+            let mut retired = self.retired.lock();
+            let (free, keep): (Vec<_>, Vec<_>) =
+                retired.drain(..).partition(|s| Arc::strong_count(s) == 1);
+            *retired = keep;
+            free
+        };
+        drop(freed);
+    }
+
     pub(crate) fn new(
         policy: P,
         control: Arc<Control>,
@@ -89,6 +118,7 @@ impl<B, P: Policy<B>> Core<B, P> {
             panic: false,
             version: 0,
             published: Arc::clone(&published),
+            control: Arc::clone(&control),
         };
         Self {
             snapshot: ArcSwap::from_pointee(empty),
@@ -98,6 +128,7 @@ impl<B, P: Policy<B>> Core<B, P> {
             panic_threshold,
             in_panic: AtomicBool::new(false),
             published,
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -107,6 +138,9 @@ impl<B, P: Policy<B>> Core<B, P> {
         let c = &self.control;
         if c.refresh_requested.load(Ordering::Acquire) || c.is_stale() {
             self.publish(&self.membership.lock());
+        }
+        if c.reap_requested.load(Ordering::Acquire) {
+            self.reap();
         }
         let at = c.refresh_at.load(Ordering::Acquire);
         (at != u64::MAX).then_some(at)
@@ -238,7 +272,7 @@ impl<B, P: Policy<B>> Core<B, P> {
             .policy
             .prepare(&View::new(&eligible, &weights, &full_w, &all, c));
         let version = self.published.load(Ordering::Relaxed) + 1;
-        self.snapshot.store(Arc::new(Snapshot {
+        let old = self.snapshot.swap(Arc::new(Snapshot {
             all,
             weights_all,
             eligible,
@@ -249,7 +283,11 @@ impl<B, P: Policy<B>> Core<B, P> {
             panic,
             version,
             published: Arc::clone(&self.published),
+            control: Arc::clone(c),
         }));
+        // Kept until no thread's cache holds it, then freed by `reap` (a mutating call, the
+        // refresher): never by a pick, which would pay for freeing a Maglev table or a ring.
+        self.retired.lock().push(old);
         if recheck != u64::MAX {
             c.refresh_at.fetch_min(recheck, Ordering::AcqRel);
             crate::refresher::wake();

@@ -251,7 +251,8 @@ impl Drop for Tracked {
 }
 
 /// Finding 5: a removed backend's value is released after the remove and one pick on each
-/// thread that cached it (from any balancer), or at once with `release_thread_snapshots`.
+/// thread that cached it (from any balancer; the background refresher then frees it), and a
+/// dropped balancer's at the next pick.
 #[test]
 fn finding5_removed_backends_are_released() {
     let dropped = Arc::new(AtomicUsize::new(0));

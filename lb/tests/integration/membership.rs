@@ -369,7 +369,10 @@ fn leases_and_handles_free_each_backend_exactly_once_under_churn() {
         for d in droppers {
             d.join().unwrap();
         }
-        // Every lease is gone; the removed backends are freed, the members still hold theirs.
+        // Every lease is gone, the pickers' caches too; the removed backends are freed (by the
+        // refresher, or at once by the next mutating call or `refresh`), the members still
+        // hold theirs.
+        lb.refresh();
         let members: Vec<u64> = lb.members().iter().map(|m| m.value().id).collect();
         assert_eq!(members.len(), 8);
         for id in 0..next {
