@@ -8,7 +8,7 @@
 //!   also over 1000). `least_latency/tierkit_pick_success` reports a latency instead of dropping
 //!   (the full request cycle: `success`'s clock read, the pick itself reads none, and the
 //!   peak-EWMA update). `least_latency/*/tierkit` is the default policy (`LeastLatency::new()`:
-//!   a full scan up to 16 backends, 4 choices above); `tierkit_2_choices` the former default. Backends of least latency have latency observations before timing, so
+//!   a full scan up to 16 backends, 2 choices above); `tierkit_2_choices` the former default. Backends of least latency have latency observations before timing, so
 //!   the EWMA path is the one timed.
 //! - **pingora**: `LoadBalancer::select(key, 256)` over the same number of static backends
 //!   (built once, `update()` run before timing), dropping the returned `Backend` (a clone).
@@ -168,7 +168,7 @@ fn ewma_services() -> Vec<PeakEwma<impl Service<(), Response = (), Error = Infal
         .collect()
 }
 
-/// Least latency (the default: 4 choices above 16 backends) with an observation on every
+/// Least latency (the default: 2 choices above 16 backends) with an observation on every
 /// backend (so picks take the EWMA path).
 fn warmed_least_latency() -> Balancer<u64, LeastLatency> {
     warmed(LeastLatency::new(), BACKENDS)
@@ -254,7 +254,7 @@ fn p2c(c: &mut Criterion) {
 fn least_latency(c: &mut Criterion) {
     let mut g = c.benchmark_group("least_latency/100");
     let lb = warmed_least_latency();
-    // `tierkit` is the default policy (`LeastLatency::new()`: 4 choices at 100 backends).
+    // `tierkit` is the default policy (`LeastLatency::new()`: 2 choices at 100 backends).
     bench_tierkit(&mut g, "tierkit", &lb);
     let p2c = warmed(LeastLatency::with_choices(2).expect("2 choices"), BACKENDS);
     bench_tierkit(&mut g, "tierkit_2_choices", &p2c);
@@ -269,7 +269,7 @@ fn least_latency(c: &mut Criterion) {
     });
     bench_tower(&mut g, "tower_peak_ewma", ewma_services());
     g.finish();
-    // The default at 1000 backends (4 choices) and at 16 (a full scan).
+    // The default at 1000 backends (2 choices) and at 16 (a full scan).
     for n in [16, 1000] {
         let mut g = c.benchmark_group(format!("least_latency/{n}"));
         bench_tierkit(&mut g, "tierkit", &warmed(LeastLatency::new(), n));

@@ -12,6 +12,7 @@ use crate::{Balancer, Error, Member, Policy, Result};
 
 /// Is this backend serving? Implement it for your protocol (an HTTP `GET /healthz`, a SQL
 /// `SELECT 1`); [`TcpConnect`] is provided.
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub trait HealthCheck<B>: Send + Sync + 'static {
     /// Checks one backend; `true` means healthy. A check that outlives the configured timeout
     /// counts as failed.
@@ -31,6 +32,7 @@ pub trait HealthCheck<B>: Send + Sync + 'static {
 /// # let _ = check;
 /// ```
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct TcpConnect<F> {
     address: F,
 }
@@ -66,6 +68,7 @@ where
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[must_use]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct CheckConfig {
     interval: Duration,
     timeout: Duration,
@@ -131,6 +134,7 @@ where
     ///
     /// # Panics
     /// Outside a tokio runtime (as `tokio::spawn` does).
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn spawn_health_checks<C: HealthCheck<B>>(
         self: &Arc<Self>,
         check: C,
@@ -149,6 +153,7 @@ where
 
     /// Runs one round of checks now, concurrently (one task per backend on a
     /// [`JoinSet`](tokio::task::JoinSet)), and applies the results.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn check_now<C: HealthCheck<B>>(&self, check: &Arc<C>, config: &CheckConfig) {
         let members = self.members();
         let mut tasks = tokio::task::JoinSet::new();

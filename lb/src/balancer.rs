@@ -18,8 +18,8 @@ use crate::{Backend, BackendId, Drain, Error, Member, Policy, Rejected, Result, 
 ///
 /// `pick` is `&self`, lock-free and allocation-free, and never rebuilds anything: it reads the
 /// current snapshot (membership, weights and health view, published together), lets the policy
-/// choose, and returns a [`Lease`]. Membership changes (`add`, `remove`, `set_weight`, `drain`)
-/// and health changes (`set_healthy`, health checks, an ejection in [`Lease::failure`]) publish a
+/// choose, and returns a [`Lease`](crate::Lease). Membership changes (`add`, `remove`, `set_weight`, `drain`)
+/// and health changes (`set_healthy`, health checks, an ejection in [`Lease::failure`](crate::Lease::failure)) publish a
 /// new snapshot on the calling thread; time-driven changes (an ejection's end, slow-start steps)
 /// are published by a background refresher thread (see
 /// [`BalancerBuilder::background_refresh`](crate::BalancerBuilder::background_refresh)) or by

@@ -106,6 +106,7 @@ impl<B> Drain<B> {
 
     /// Completes when the last lease drops (cancellation-safe).
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait(&self) {
         loop {
             // Registered before the check: a signal after the check wakes this future.

@@ -88,7 +88,7 @@ impl Error {
     }
 }
 
-/// A value handed back with the reason it was refused (for example the [`Backend`] given to
+/// A value handed back with the reason it was refused (for example the [`Backend`](crate::Backend) given to
 /// [`Balancer::add`](crate::Balancer::add) under an id already in use): failure loses nothing.
 ///
 /// Converts into [`Error`] with `?` (dropping the value).

@@ -39,7 +39,7 @@
 //!   a pick plus lease drop is two atomic read-modify-writes on the backend's state word;
 //!   round-robin cursors are per thread and a pick reads no clock.
 //! - **Health.** Passive: [`OutlierDetection`] ejects a backend after consecutive failures, for
-//!   growing periods. Active (feature `tokio`): a [`HealthCheck`] task with rise/fall
+//!   growing periods. Active (feature `tokio`): a `HealthCheck` task with rise/fall
 //!   thresholds. Recovered and new backends can ramp up with [`SlowStart`]. Below the panic
 //!   threshold the balancer uses every serving backend. Every state change emits a `tracing`
 //!   event and shows in [`stats`](Balancer::stats).
@@ -52,13 +52,14 @@
 //!   --situations`).
 //!
 //! ## Crate features
-//! - `tokio`: active health checks ([`HealthCheck`], [`TcpConnect`],
-//!   [`Balancer::spawn_health_checks`]) and async [`Drain::wait`].
+//! - `tokio`: active health checks (`HealthCheck`, `TcpConnect`,
+//!   `Balancer::spawn_health_checks`) and async `Drain::wait`.
 //! - `sim`: `tierkit_lb::sim`, a seeded virtual-time simulator that runs the real balancer
 //!   against modelled servers (queues, service times, failures, cold starts) to compare
 //!   policies on a workload (`cargo run --release --example lb_sim`).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 mod active;
@@ -78,6 +79,7 @@ mod refcount;
 mod refresher;
 mod shared;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod snapshot;
 mod stats;

@@ -69,6 +69,9 @@ impl<B: Send + Sync + 'static, T: Send + Sync + 'static> Cached for Snapshot<B, 
 /// every thread's next pick, on any balancer, releases its stale cache entries.
 pub(crate) static RETIRED: AtomicU64 = AtomicU64::new(0);
 
+/// A shared reference to a balancer's snapshot.
+type SnapshotRef<B, P> = Arc<Snapshot<B, <P as Policy<B>>::Prepared>>;
+
 /// The part of a balancer that publishes: shared with the background refresher and the
 /// failure path (through `Control::republish`), which hold it weakly.
 pub(crate) struct Core<B, P: Policy<B>> {
@@ -82,7 +85,7 @@ pub(crate) struct Core<B, P: Policy<B>> {
     /// their thread's cached copy). Only `publish`, under the membership lock, advances it.
     pub(crate) published: Arc<CachePadded<AtomicU64>>,
     /// Replaced snapshots that threads may still cache (see `reap`).
-    retired: Mutex<Vec<Arc<Snapshot<B, P::Prepared>>>>,
+    retired: Mutex<Vec<SnapshotRef<B, P>>>,
 }
 
 impl<B, P: Policy<B>> Core<B, P> {

@@ -27,7 +27,7 @@ pub enum HashAlgorithm {
     },
 }
 
-/// Sends requests with the same key (see [`Context::hash`]) to the same backend, moving few keys
+/// Sends requests with the same key (see [`Context::with_hash`]) to the same backend, moving few keys
 /// when membership changes. With a load bound (consistent hashing with bounded loads, Mirrokni,
 /// Thorup and Zadimoghaddam, 2018) a backend above `factor x` the mean in-flight load passes the
 /// request on to the next backend in the key's preference list, so one hot key cannot melt one

@@ -153,6 +153,7 @@ mod tests {
     use super::*;
 
     /// nginx's own loop (`ngx_http_upstream_get_peer`), O(n) per step: the model.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
     fn nginx(w: &[u64]) -> Vec<u32> {
         let total: u64 = w.iter().sum();
         let mut current = vec![0i64; w.len()];

@@ -36,6 +36,9 @@
 //! [`failing_backend`], [`cold_join`], [`outage_recovery`]) are shared by the `lb_sim` example and the tests;
 //! [`Scenario::compare`] runs the standard set of policies on one of them.
 
+#[cfg(doc)]
+use crate::{Balancer, Lease, ManualClock, seed_thread_rng};
+
 mod engine;
 mod report;
 mod scenario;

@@ -1,5 +1,9 @@
 //! [`Report`]s of simulation runs and the text [`table`] of them.
 
+#[cfg(doc)]
+use super::Scenario;
+#[cfg(doc)]
+use crate::Policy;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 

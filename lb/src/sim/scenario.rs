@@ -1,5 +1,9 @@
 //! [`Scenario`]: a workload (servers, load, length, seed) and how to run policies on it.
 
+#[cfg(doc)]
+use super::{cold_join, equal_pool, failing_backend, mixed_speeds, outage_recovery, sick_backend};
+#[cfg(doc)]
+use crate::seed_thread_rng;
 use std::time::Duration;
 
 use super::engine::Sim;

@@ -210,10 +210,10 @@ impl Server {
                 }
             }
         };
-        if let Some((period, factor)) = self.flap {
-            if (now / to_nanos(period).max(1)) % 2 == 1 {
-                base *= factor;
-            }
+        if let Some((period, factor)) = self.flap
+            && (now / to_nanos(period).max(1)) % 2 == 1
+        {
+            base *= factor;
         }
         let factor = self.cold.map_or(1.0, |c| {
             let window = c.window.as_secs_f64();
