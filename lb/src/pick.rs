@@ -77,9 +77,15 @@ where
 {
     /// Chooses a backend for one request.
     ///
+    /// Lock-free and allocation-free, and it never rebuilds the snapshot: a snapshot made stale
+    /// by time (an ejection's end, a slow-start step) is reported to the background refresher
+    /// (one flag, one unpark), and the pick goes on with the published one.
+    ///
     /// Each thread that picks keeps a reference to the latest snapshot of the last few
-    /// balancers it used (4), released when the thread exits or moves on to other balancers,
-    /// and its own position in round-robin rotations (see [`RoundRobin`](crate::RoundRobin)).
+    /// balancers it used (4), and its own position in round-robin rotations (see
+    /// [`RoundRobin`](crate::RoundRobin)). A cached snapshot that is no longer current (after a
+    /// [`remove`](Self::remove), or of a dropped balancer) is let go by the thread's next pick of
+    /// any balancer, when it exits, or by [`release_thread_snapshots`](crate::release_thread_snapshots).
     ///
     /// # Errors
     /// [`NoBackend`] with the reason when no backend can take the request.
