@@ -10,6 +10,8 @@ mod allocations;
 mod balance;
 mod model;
 mod monitor;
+#[cfg(feature = "postgres")]
+mod pg;
 mod routing;
 
 #[test]
