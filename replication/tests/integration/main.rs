@@ -8,6 +8,7 @@ static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllo
 
 mod allocations;
 mod balance;
+mod failover;
 mod model;
 mod monitor;
 #[cfg(feature = "postgres")]
@@ -21,4 +22,6 @@ fn shared_types_are_send_and_sync() {
     assert_send_sync::<tierkit_replication::Route<'static, String>>();
     assert_send_sync::<tierkit_replication::Error>();
     assert_send_sync::<tierkit_replication::sim::SimCluster>();
+    assert_send_sync::<tierkit_replication::Event>();
+    assert_send_sync::<tierkit_replication::PendingPromotion>();
 }
