@@ -40,7 +40,7 @@ pub enum Consistency {
     /// read in the read's transaction), the largest the session has seen; the router's known
     /// position of a node ([`Route::position`](crate::Route::position)) is behind what it
     /// serves and does not keep reads monotonic. Never waits (see
-    /// [`ReplicaSet::route_waiting`](crate::ReplicaSet::route_waiting)).
+    /// `ReplicaSet::route_waiting`, feature `tokio`).
     MonotonicReads(Position),
     /// Rails-style: within `window` after the session's last write, read from the primary;
     /// afterwards any healthy replica. For applications that cannot track positions.

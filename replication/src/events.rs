@@ -7,7 +7,7 @@ use crate::{Epoch, NodeId, Promotion};
 
 /// Something that changed who may take writes. Delivered to every listener registered with
 /// [`ReplicaSet::on_event`](crate::ReplicaSet::on_event) (and, with the `tokio` feature, to every
-/// [`ReplicaSet::subscribe`](crate::ReplicaSet::subscribe) receiver) after the change is
+/// `ReplicaSet::subscribe` receiver) after the change is
 /// published, outside every lock of the set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

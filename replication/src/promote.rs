@@ -134,7 +134,7 @@ impl<C> ReplicaSet<C> {
     /// when no failover is due. From here writes fail fast until the engine confirms the
     /// candidate writable: act on the engine (`pg_promote()`), then
     /// [`complete_promotion`](Self::complete_promotion); the promotion hook and
-    /// [`failover`](Self::failover) (feature `tokio`) do it for you.
+    /// `failover` (feature `tokio`) do it for you.
     ///
     /// # Errors
     /// [`Error::CandidateTooFarBehind`], [`Error::QuietPeriod`], [`Error::NoCandidate`],

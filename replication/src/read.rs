@@ -18,7 +18,7 @@ impl<C> ReplicaSet<C> {
     /// A write goes to the primary of the current epoch, and only while it is writable: while
     /// it is marked down, while its engine reports it read-only, or while a promotion waits for
     /// the engine, writes fail fast (use
-    /// [`route_write_waiting`](Self::route_write_waiting) to wait instead).
+    /// `route_write_waiting`, feature `tokio`, to wait instead).
     ///
     /// # Errors
     /// [`Error::PrimaryUnavailable`] (primary marked down or read-only), [`Error::Promoting`]

@@ -68,7 +68,7 @@ impl Node {
     /// A connection from the pool (a free one if any, else the next in turn once it is free).
     ///
     /// # Errors
-    /// [`Error::Engine`] if connecting fails.
+    /// [`Error::Engine`](crate::Error::Engine) if connecting fails.
     pub async fn conn(&self) -> Result<Conn> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.slots.len();
