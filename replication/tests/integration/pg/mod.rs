@@ -98,3 +98,36 @@ pub(crate) async fn fresh_table(set: &ReplicaSet<Node>, name: &str) {
     .unwrap();
     w.commit().await.unwrap();
 }
+
+/// Garbage from the outside: a node nobody listens on, a malformed connection string. Errors,
+/// counted as node failures; no panic.
+#[tokio::test]
+async fn unreachable_and_malformed_nodes_are_errors() {
+    use tierkit_replication::{Config, Error};
+    let set = ReplicaSet::builder()
+        .primary(
+            NodeId(0),
+            Node::new("host=127.0.0.1 port=1 user=postgres connect_timeout=1"),
+        )
+        .replica(NodeId(1), Node::new("this is = not 'a conninfo"))
+        .config(Config::default().fall(1))
+        .build()
+        .unwrap();
+    let err = Write::begin(set.route(Intent::Write).unwrap()).await.err();
+    assert!(matches!(err, Some(Error::Engine { .. })), "{err:?}");
+    // One failure with fall = 1: the primary is down and writes now fail fast.
+    assert_eq!(
+        set.route(Intent::Write).err(),
+        Some(Error::PrimaryUnavailable { node: NodeId(0) })
+    );
+    let route = set
+        .route(Intent::Read(tierkit_replication::Consistency::Eventual))
+        .unwrap();
+    assert_eq!(route.id(), NodeId(1));
+    let err = tierkit_replication::pg::Read::begin(route).await.err();
+    assert!(matches!(err, Some(Error::Engine { .. })), "{err:?}");
+    let observed =
+        tierkit_replication::PositionProbe::observe(&Probe, &Node::new("port=1 host=127.0.0.1"))
+            .await;
+    assert!(observed.is_err());
+}
