@@ -141,6 +141,11 @@ impl Conn {
         self.guard.dirty = dirty;
     }
 
+    /// Whether the connection holds an open transaction.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.guard.dirty
+    }
+
     /// Drops the connection (it is reopened on next use).
     pub(crate) fn discard(&mut self) {
         self.guard.client = None;

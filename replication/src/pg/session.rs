@@ -22,7 +22,7 @@ const SERVED: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_repl
 pub struct Write<'a> {
     route: Route<'a, Node>,
     node: Arc<Node>,
-    conn: Conn,
+    conn: Open,
 }
 
 impl<'a> Write<'a> {
@@ -46,7 +46,11 @@ impl<'a> Write<'a> {
             return Err(e.into());
         }
         conn.set_dirty(true);
-        Ok(Write { route, node, conn })
+        Ok(Write {
+            route,
+            node,
+            conn: Open(Some(conn)),
+        })
     }
 
     /// The route (its node, epoch, ...).
@@ -63,12 +67,13 @@ impl<'a> Write<'a> {
     /// have happened if the connection broke), or the position could not be read (the write
     /// happened; no token).
     pub async fn commit(mut self) -> Result<SessionToken> {
-        if let Err(e) = self.conn.batch_execute("COMMIT").await {
+        if let Err(e) = self.conn.get().batch_execute("COMMIT").await {
             return Err(self.fail(e));
         }
-        self.conn.set_dirty(false);
+        self.conn.get().set_dirty(false);
         let lsn: PgLsn = match self
             .conn
+            .get()
             .query_one("SELECT pg_current_wal_insert_lsn()", &[])
             .await
         {
@@ -83,8 +88,8 @@ impl<'a> Write<'a> {
     }
 
     fn fail(mut self, e: tokio_postgres::Error) -> crate::Error {
-        if self.conn.is_closed() {
-            self.conn.discard();
+        if self.conn.get().is_closed() {
+            self.conn.get().discard();
             self.route.failure();
         }
         e.into()
@@ -94,7 +99,7 @@ impl<'a> Write<'a> {
 impl Deref for Write<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        &self.conn
+        self.conn.client()
     }
 }
 
@@ -112,7 +117,7 @@ impl std::fmt::Debug for Write<'_> {
 pub struct Read<'a> {
     route: Route<'a, Node>,
     node: Arc<Node>,
-    conn: Conn,
+    conn: Open,
 }
 
 impl<'a> Read<'a> {
@@ -138,7 +143,11 @@ impl<'a> Read<'a> {
             return Err(e.into());
         }
         conn.set_dirty(true);
-        Ok(Read { route, node, conn })
+        Ok(Read {
+            route,
+            node,
+            conn: Open(Some(conn)),
+        })
     }
 
     /// The route (its node, fallback reason, ...).
@@ -156,21 +165,21 @@ impl<'a> Read<'a> {
     /// # Errors
     /// [`Error::Engine`](crate::Error::Engine).
     pub async fn finish(mut self) -> Result<Position> {
-        let lsn: PgLsn = match self.conn.query_one(SERVED, &[]).await {
+        let lsn: PgLsn = match self.conn.get().query_one(SERVED, &[]).await {
             Ok(row) => row.try_get(0)?,
             Err(e) => return Err(self.fail(e)),
         };
-        if let Err(e) = self.conn.batch_execute("COMMIT").await {
+        if let Err(e) = self.conn.get().batch_execute("COMMIT").await {
             return Err(self.fail(e));
         }
-        self.conn.set_dirty(false);
+        self.conn.get().set_dirty(false);
         let position = self.node.position(lsn);
         Ok(self.route.served(position))
     }
 
     fn fail(mut self, e: tokio_postgres::Error) -> crate::Error {
-        if self.conn.is_closed() {
-            self.conn.discard();
+        if self.conn.get().is_closed() {
+            self.conn.get().discard();
             self.route.failure();
         }
         e.into()
@@ -180,7 +189,7 @@ impl<'a> Read<'a> {
 impl Deref for Read<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        &self.conn
+        self.conn.client()
     }
 }
 
@@ -189,5 +198,44 @@ impl std::fmt::Debug for Read<'_> {
         f.debug_struct("Read")
             .field("route", &self.route)
             .finish_non_exhaustive()
+    }
+}
+
+/// The connection of an open transaction. Dropped while the transaction is still open (the
+/// guard was dropped, or its future cancelled), it rolls back at once on the runtime, so no
+/// lock outlives the request; without a runtime, the next user of the connection rolls back.
+struct Open(Option<Conn>);
+
+impl Open {
+    fn get(&mut self) -> &mut Conn {
+        self.0
+            .as_mut()
+            .expect("invariant: the connection is only taken out on drop")
+    }
+
+    fn client(&self) -> &Client {
+        self.0
+            .as_ref()
+            .expect("invariant: the connection is only taken out on drop")
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.0.take() else {
+            return;
+        };
+        if !conn.is_dirty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if conn.batch_execute("ROLLBACK").await.is_ok() {
+                    conn.set_dirty(false);
+                } else {
+                    conn.discard();
+                }
+            });
+        }
     }
 }

@@ -131,3 +131,41 @@ async fn unreachable_and_malformed_nodes_are_errors() {
             .await;
     assert!(observed.is_err());
 }
+
+/// A write dropped (or cancelled) before commit rolls back at once: its row locks do not
+/// outlive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_write_releases_its_locks() {
+    let set = ReplicaSet::builder()
+        .primary(NodeId(0), Node::with_pool(env("TIERKIT_PG_PRIMARY"), 2))
+        .build()
+        .unwrap();
+    fresh_table(&set, "dropped_t").await;
+    let w = Write::begin(set.route(Intent::Write).unwrap())
+        .await
+        .unwrap();
+    w.execute("INSERT INTO dropped_t VALUES (1, 0)", &[])
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    let w = Write::begin(set.route(Intent::Write).unwrap())
+        .await
+        .unwrap();
+    w.execute("UPDATE dropped_t SET at = 1 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    drop(w); // no commit
+    // Another connection takes the same row lock; it would wait forever for an open
+    // transaction, so give it a lock timeout.
+    let c = connect(&env("TIERKIT_PG_PRIMARY")).await;
+    c.batch_execute("SET lock_timeout = '5s'").await.unwrap();
+    c.execute("UPDATE dropped_t SET at = 2 WHERE id = 1", &[])
+        .await
+        .expect("the dropped write's lock is released");
+    let at: i64 = c
+        .query_one("SELECT at FROM dropped_t WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(at, 2, "the dropped write was rolled back");
+}
