@@ -423,7 +423,13 @@ impl Cluster {
                 next,
             ))
         };
-        let promotion = match self.set.check_failover() {
+        // The in-process "engine" takes writes on the candidate at once: finish the promotion
+        // right away (a real database would run its promotion hook first).
+        let promotion = match self
+            .set
+            .check_failover()
+            .and_then(|p| p.map(|p| self.set.complete_promotion(&p, None)).transpose())
+        {
             Ok(Some(p)) => p,
             _ => {
                 for id in followers {
