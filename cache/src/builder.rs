@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::coarse_clock::shared_reading;
 use crate::engine::Hashed;
-use crate::{Cache, CacheError, Clock, RemovalListener, Result, SystemClock, Weigher};
+use crate::{Cache, Error, Clock, RemovalListener, Result, SystemClock, Weigher};
 
 /// A single-owner cache policy that [`CacheBuilder`] can construct, and that
 /// [`ConcurrentCache`](crate::ConcurrentCache) can shard: [`LruCache`](crate::LruCache),
@@ -22,7 +22,7 @@ pub trait CachePolicy<K, V, S = RandomState>: Cache<K, V> + Sized + Hashed<K, V>
     /// Builds an empty cache from a validated configuration.
     ///
     /// # Errors
-    /// Any [`CacheError`] the policy's own settings can produce (the common settings were
+    /// Any [`Error`] the policy's own settings can produce (the common settings were
     /// validated by [`CacheBuilder`] already).
     fn from_builder(builder: &CacheBuilder<K, V, S>) -> Result<Self>;
 }
@@ -41,7 +41,7 @@ pub trait CachePolicy<K, V, S = RandomState>: Cache<K, V> + Sized + Hashed<K, V>
 ///     .build()?;
 /// cache.insert("logo.png".to_string(), vec![0; 1024]);
 /// assert_eq!(cache.weight(), 1024);
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 #[must_use]
 pub struct CacheBuilder<K, V, S = RandomState> {
@@ -96,7 +96,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Reads time from `clock` instead of the exact [`SystemClock`]: a
     /// [`CoarseClock`](crate::CoarseClock) for cheap expiry checks on lookups, a
-    /// [`MockClock`](crate::MockClock) in tests. See [`Clock`] for which reading is used when.
+    /// [`ManualClock`](crate::ManualClock) in tests. See [`Clock`] for which reading is used when.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.recent = shared_reading(&clock);
         self.clock = Arc::new(clock);
@@ -148,7 +148,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// hot.insert(1, 1);
     /// assert_eq!(hot.get(&1), Some(1));
     /// assert_eq!((hot.stats().hits, hot.stats().inserts), (0, 1));
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     pub fn count_lookups(mut self, count: bool) -> Self {
         self.count_lookups = count;
@@ -163,17 +163,17 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Checks the settings every policy shares.
     ///
     /// # Errors
-    /// [`CacheError::ZeroCapacity`], [`CacheError::ZeroTtl`] for a zero default TTL, and
-    /// [`CacheError::ZeroShards`] for `shards(0)`.
+    /// [`Error::ZeroCapacity`], [`Error::ZeroTtl`] for a zero default TTL, and
+    /// [`Error::ZeroShards`] for `shards(0)`.
     pub fn validate(&self) -> Result<()> {
         if self.capacity == 0 {
-            return Err(CacheError::ZeroCapacity);
+            return Err(Error::ZeroCapacity);
         }
         if self.default_ttl == Some(Duration::ZERO) {
-            return Err(CacheError::ZeroTtl);
+            return Err(Error::ZeroTtl);
         }
         if self.shards == Some(0) {
-            return Err(CacheError::ZeroShards);
+            return Err(Error::ZeroShards);
         }
         Ok(())
     }
@@ -182,7 +182,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// # Errors
     /// See [`validate`](Self::validate), plus `P`'s own errors such as
-    /// [`CacheError::CapacityTooLarge`].
+    /// [`Error::CapacityTooLarge`].
     pub fn build<P: CachePolicy<K, V, S>>(&self) -> Result<P> {
         self.validate()?;
         P::from_builder(self)

@@ -99,7 +99,7 @@ pub trait Cache<K, V> {
     /// }
     /// assert_eq!(computed, 2); // 3 was computed once
     /// assert_eq!((squares.stats().hits, squares.stats().misses), (1, 2));
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     fn get_or_insert_with<F>(&mut self, key: K, make: F) -> Option<&V>
     where

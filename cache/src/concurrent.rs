@@ -135,7 +135,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// }
 /// assert_eq!(cache.get(&2).as_deref(), Some("user 2"));
 /// assert_eq!(cache.len(), 4);
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct ConcurrentCache<K, V, P, S = RandomState> {
     pub(crate) shards: Shards<P>,
@@ -156,8 +156,8 @@ where
     /// A cache of `capacity` entries with every other setting at its default.
     ///
     /// # Errors
-    /// [`CacheError::ZeroCapacity`](crate::CacheError::ZeroCapacity) for zero, and the policy's
-    /// own errors (such as [`CacheError::CapacityTooLarge`](crate::CacheError::CapacityTooLarge)).
+    /// [`Error::ZeroCapacity`](crate::Error::ZeroCapacity) for zero, and the policy's
+    /// own errors (such as [`Error::CapacityTooLarge`](crate::Error::CapacityTooLarge)).
     pub fn new(capacity: u64) -> Result<Self> {
         Self::with_builder(&CacheBuilder::new(capacity))
     }
@@ -173,7 +173,7 @@ where
     ///
     /// # Errors
     /// Every error of [`CacheBuilder::validate`] (including
-    /// [`CacheError::ZeroShards`](crate::CacheError::ZeroShards)), and the policy's own errors
+    /// [`Error::ZeroShards`](crate::Error::ZeroShards)), and the policy's own errors
     /// for the per-shard capacity.
     pub fn with_builder(builder: &CacheBuilder<K, V, S>) -> Result<Self> {
         builder.validate()?;

@@ -22,7 +22,7 @@ use hashbrown::HashTable;
 
 use crate::expiry::{NO_SLOT, Wheel};
 use crate::slab::{MAX_ENTRIES, NEVER, NIL, Node, Slab};
-use crate::{CacheBuilder, CacheError, CacheStats, Clock, RemovalCause, RemovalListener, Weigher};
+use crate::{CacheBuilder, Error, CacheStats, Clock, RemovalCause, RemovalListener, Weigher};
 
 /// Storage reserved up front (without a weigher): up to this many entries.
 const PREALLOC_LIMIT: u64 = 1 << 16;
@@ -131,7 +131,7 @@ impl<K: 'static, V: 'static, S, P: Policy> Engine<K, V, S, P> {
         let max_entries = if builder.weigher.is_some() {
             MAX_ENTRIES
         } else if capacity > MAX_ENTRIES {
-            return Err(CacheError::CapacityTooLarge {
+            return Err(Error::CapacityTooLarge {
                 requested: capacity,
                 max: MAX_ENTRIES,
             });
@@ -634,8 +634,8 @@ macro_rules! cache_type {
             #[doc = concat!("An empty ", $name, " holding at most `capacity` entries.")]
             ///
             /// # Errors
-            /// [`CacheError::ZeroCapacity`](crate::CacheError::ZeroCapacity) for zero and
-            /// [`CacheError::CapacityTooLarge`](crate::CacheError::CapacityTooLarge) above
+            /// [`Error::ZeroCapacity`](crate::Error::ZeroCapacity) for zero and
+            /// [`Error::CapacityTooLarge`](crate::Error::CapacityTooLarge) above
             /// `u32::MAX` entries.
             pub fn new(capacity: u64) -> $crate::Result<Self>
             where

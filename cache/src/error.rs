@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 /// Result alias used by the crate's fallible constructors.
-pub type Result<T, E = CacheError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why a cache could not be built or an operation was refused.
 ///
 /// Every constructor validates its input and reports a bad value here instead of panicking.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CacheError {
+pub enum Error {
     /// The capacity (entry count or total weight) was zero: such a cache could hold nothing.
     #[error("cache capacity must be at least 1")]
     ZeroCapacity,

@@ -2,9 +2,9 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tierkit_cache::{Cache, LruCache, MockClock};
+//! use tierkit_cache::{Cache, LruCache, ManualClock};
 //!
-//! let clock = MockClock::new();
+//! let clock = ManualClock::new();
 //! let mut sessions: LruCache<u64, String> = LruCache::builder(10_000)
 //!     .default_ttl(Duration::from_secs(60))
 //!     .clock(clock.clone())
@@ -14,7 +14,7 @@
 //! clock.advance(Duration::from_secs(61));
 //! assert_eq!(sessions.get(&7), None); // expired
 //! assert_eq!(sessions.stats().hits, 1);
-//! # Ok::<(), tierkit_cache::CacheError>(())
+//! # Ok::<(), tierkit_cache::Error>(())
 //! ```
 //!
 //! The single-owner caches ([`LruCache`], [`FifoCache`], [`LfuCache`], [`S3FifoCache`]) share
@@ -65,7 +65,7 @@
 //! |---|---|---|---|
 //! | [`SystemClock`] (default) | `Instant::now()` | exact | ~20-30 ns (the OS clock) |
 //! | [`CoarseClock`] | a timestamp a background thread refreshes every millisecond | about 1 ms (+ scheduling delay of that thread), early or late | one atomic load |
-//! | [`MockClock`] | the time you advanced it to | exact | one atomic load |
+//! | [`ManualClock`] | the time you advanced it to | exact | one atomic load |
 //!
 //! ## Hashing
 //!
@@ -90,10 +90,10 @@
 //! See the workspace's `ARCHITECTURE.md` for where this crate sits in the dependency graph.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod cache;
-mod clock;
 mod coarse_clock;
 mod concurrent;
 mod engine;
@@ -117,11 +117,14 @@ mod write_through;
 
 pub use builder::{CacheBuilder, CachePolicy};
 pub use cache::Cache;
-pub use clock::{Clock, MockClock, SystemClock};
+pub use tierkit_core::{Clock, ManualClock, SystemClock};
 pub use coarse_clock::CoarseClock;
 pub use concurrent::ConcurrentCache;
 pub use engine::Iter;
-pub use error::{CacheError, Result};
+pub use error::{Error, Result};
+/// The former name of [`Error`], kept so code written against it still builds.
+#[doc(hidden)]
+pub type CacheError = Error;
 pub use fifo::FifoCache;
 pub use hasher::{FastHashBuilder, FastHasher};
 pub use lfu::{LfuAging, LfuCache};

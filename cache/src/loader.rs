@@ -481,7 +481,7 @@ where
     /// // Cached now: the loader does not run.
     /// let v = cache.get_or_load(7, || Err(std::io::Error::other("not called")));
     /// assert_eq!(v.ok().as_deref(), Some("seven"));
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     pub fn get_or_load<E>(
         &self,

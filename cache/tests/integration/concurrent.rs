@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use tierkit_cache::{
-    CacheBuilder, CacheError, ConcurrentCache, LfuCache, LruCache, MockClock, RemovalCause,
+    CacheBuilder, Error, ConcurrentCache, LfuCache, LruCache, ManualClock, RemovalCause,
     S3FifoCache,
 };
 
@@ -78,10 +78,10 @@ fn borrowed_lookups() {
 fn zero_capacity_and_zero_shards_are_errors() {
     assert_eq!(
         Lru::<u32, u32>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
     let err = Lru::<u32, u32>::with_builder(&CacheBuilder::new(10).shards(0)).unwrap_err();
-    assert_eq!(err, CacheError::ZeroShards);
+    assert_eq!(err, Error::ZeroShards);
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn keys_spread_over_shards() {
 
 #[test]
 fn ttl_and_purge_use_the_builder_clock() {
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let cache: Lru<u32, u32> =
         ConcurrentCache::with_builder(&CacheBuilder::new(100).clock(clock.clone()).shards(4))
             .unwrap();

@@ -3,7 +3,7 @@
 //! clock advances and weights. After every step the returned value, the live contents, `len`,
 //! `weight`, the removal-listener events and the stats must agree.
 //!
-//! Half the cases run on a `MockClock` (exact time everywhere), half on a `TickedClock` whose
+//! Half the cases run on a `ManualClock` (exact time everywhere), half on a `TickedClock` whose
 //! cache reading (`recent_nanos`) only catches up with the exact one on a `Tick` operation, as
 //! a `CoarseClock`'s does every millisecond: the model then does everything (deadlines, lookups,
 //! purges) at the lagging time, which pins the coarse semantics (the cache never reads the exact
@@ -17,12 +17,12 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tierkit_cache::{
-    Cache, CacheBuilder, CachePolicy, Clock, FifoCache, LfuCache, LruCache, MockClock,
+    Cache, CacheBuilder, CachePolicy, Clock, FifoCache, LfuCache, LruCache, ManualClock,
     RemovalCause, S3FifoCache,
 };
 
 /// A clock with an exact reading and a cache reading that only moves on [`TickedClock::tick`].
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 struct TickedClock {
     now: Arc<AtomicU64>,
     recent: Arc<AtomicU64>,
@@ -52,7 +52,7 @@ impl Clock for TickedClock {
 
 /// The test's clock: exact, or with a lagging lookup reading.
 enum TestClock {
-    Mock(MockClock),
+    Mock(ManualClock),
     Ticked(TickedClock),
 }
 
@@ -508,7 +508,7 @@ fn op() -> impl Strategy<Value = Op> {
 pub(crate) struct Case {
     capacity: u64,
     weighted: bool,
-    /// Lookups read a lagging clock (`TickedClock`) instead of an exact one (`MockClock`).
+    /// Lookups read a lagging clock (`TickedClock`) instead of an exact one (`ManualClock`).
     coarse: bool,
     default_ttl: Option<u64>,
     ops: Vec<Op>,
@@ -584,7 +584,7 @@ where
         builder = builder.clock(clock.clone());
         TestClock::Ticked(clock)
     } else {
-        let clock = MockClock::new();
+        let clock = ManualClock::new();
         builder = builder.clock(clock.clone());
         TestClock::Mock(clock)
     };

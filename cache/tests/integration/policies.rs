@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use tierkit_cache::{
-    Cache, CacheBuilder, CacheError, CachePolicy, ConcurrentCache, FifoCache, LfuAging, LfuCache,
+    Cache, CacheBuilder, Error, CachePolicy, ConcurrentCache, FifoCache, LfuAging, LfuCache,
     LruCache, RemovalCause, S3FifoCache,
 };
 use tierkit_testkit::{allocated_by_this_thread, allocations_by_this_thread};
@@ -34,13 +34,13 @@ fn zero_and_huge_capacity_are_errors() {
     fn check<C: CachePolicy<u64, u64> + std::fmt::Debug>() {
         assert_eq!(
             CacheBuilder::new(0).build::<C>().unwrap_err(),
-            CacheError::ZeroCapacity
+            Error::ZeroCapacity
         );
         let err = CacheBuilder::new(u64::MAX).build::<C>().unwrap_err();
         assert!(
             matches!(
                 err,
-                CacheError::CapacityTooLarge {
+                Error::CapacityTooLarge {
                     requested: u64::MAX,
                     ..
                 }
@@ -56,19 +56,19 @@ fn zero_and_huge_capacity_are_errors() {
     each_policy!(check);
     assert_eq!(
         LruCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
     assert_eq!(
         FifoCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
     assert_eq!(
         LfuCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
     assert_eq!(
         S3FifoCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
 }
 
@@ -300,7 +300,7 @@ fn lfu_order_and_aging() {
 
     assert!(matches!(
         LfuCache::<u8, u8>::new(10).unwrap().with_aging(9),
-        Err(CacheError::InvalidConfig { .. })
+        Err(Error::InvalidConfig { .. })
     ));
     assert!(LfuCache::<u8, u8>::new(10).unwrap().with_aging(0).is_err());
     // With a weigher the entry count is unknown: any non-zero period is accepted.
