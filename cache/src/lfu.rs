@@ -137,7 +137,7 @@ impl<K, V, S> LfuCache<K, V, S> {
                 reason: "must be at least 1",
             });
         }
-        if self.inner.weigher.is_none() && period < self.inner.capacity() {
+        if self.inner.rules.weigher.is_none() && period < self.inner.capacity() {
             return Err(Error::InvalidConfig {
                 name: "aging period",
                 reason: "must be at least the capacity, to keep aging amortised O(1)",

@@ -96,18 +96,22 @@ mod builder;
 mod cache;
 mod coarse_clock;
 mod concurrent;
+mod concurrent_builder;
 mod engine;
 mod error;
 mod expiry;
 mod fifo;
+mod flight;
 mod hasher;
 mod invalidate;
 mod lfu;
 mod loader;
 #[cfg(feature = "tokio")]
 mod loader_async;
+mod loader_task;
 mod lru;
 mod removal;
+mod rules;
 mod s3fifo;
 mod slab;
 mod stats;
@@ -117,11 +121,15 @@ mod write_through;
 
 pub use builder::{CacheBuilder, CachePolicy};
 pub use cache::Cache;
-pub use tierkit_core::{Clock, ManualClock, SystemClock};
 pub use coarse_clock::CoarseClock;
 pub use concurrent::ConcurrentCache;
+pub use concurrent_builder::{
+    ConcurrentCacheBuilder, ConcurrentFifo, ConcurrentLfu, ConcurrentLru, ConcurrentS3Fifo,
+    DefaultPolicy, PolicyKind, policy,
+};
 pub use engine::Iter;
-pub use error::{Error, Result};
+pub use error::{Error, Rejected, Result};
+pub use tierkit_core::{Clock, ManualClock, SystemClock};
 /// The former name of [`Error`], kept so code written against it still builds.
 #[doc(hidden)]
 pub type CacheError = Error;
@@ -131,6 +139,7 @@ pub use lfu::{LfuAging, LfuCache};
 pub use loader::{LoadError, LoadOutcome};
 pub use lru::LruCache;
 pub use removal::{RemovalCause, RemovalListener, Weigher};
+pub use rules::Expiry;
 pub use s3fifo::S3FifoCache;
 pub use stats::CacheStats;
 pub use store::{MemoryStore, Store};

@@ -12,9 +12,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::{Condvar, Mutex};
 
-use crate::{
-    Error, CachePolicy, Clock, ConcurrentCache, LoadError, Result, Store, SystemClock,
-};
+use crate::{CachePolicy, Clock, ConcurrentCache, Error, LoadError, Result, Store, SystemClock};
 
 /// A write not yet in the store: the latest value (`None`: a delete) and its sequence number.
 struct Dirty<V> {
@@ -133,7 +131,7 @@ struct Shared<K, V, P, St, S> {
 // The bounds sit on the struct (not only on impls) because `Drop`, which flushes, needs them.
 pub struct WriteBack<K, V, P, St, S = RandomState>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -182,7 +180,7 @@ impl<K, V, P, St, S> WriteBackBuilder<K, V, P, St, S> {
 
 impl<K, V, P, St, S> WriteBackBuilder<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -241,7 +239,7 @@ where
 
 impl<K, V, P, St, S> WriteBack<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -408,7 +406,7 @@ where
 
 impl<K, V, P, St, S> Shared<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -585,7 +583,7 @@ where
 
 impl<K, V, P, St, S> Drop for WriteBack<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -602,7 +600,7 @@ where
 
 impl<K, V, P, St, S> fmt::Debug for WriteBack<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,

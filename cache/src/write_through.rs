@@ -63,7 +63,7 @@ pub struct WriteThrough<K, V, P, St, S = RandomState> {
 
 impl<K, V, P, St, S> WriteThrough<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use tierkit_cache::{
-    CacheBuilder, Error, ConcurrentCache, LfuCache, LruCache, ManualClock, RemovalCause,
+    CacheBuilder, ConcurrentCache, Error, LfuCache, LruCache, ManualClock, RemovalCause,
     S3FifoCache,
 };
 
@@ -31,7 +31,7 @@ fn basic_operations() {
     assert_eq!(cache.insert("a", 1), None);
     assert_eq!(cache.insert("a", 2), Some(1));
     assert_eq!(cache.get(&"a"), Some(2));
-    assert_eq!(cache.get_with(&"a", |v| v * 10), Some(20));
+    assert_eq!(cache.get_map(&"a", |v| v * 10), Some(20));
     assert_eq!(cache.peek(&"a"), Some(2));
     assert!(cache.contains(&"a"));
     assert_eq!(cache.get(&"b"), None);
@@ -76,10 +76,7 @@ fn borrowed_lookups() {
 
 #[test]
 fn zero_capacity_and_zero_shards_are_errors() {
-    assert_eq!(
-        Lru::<u32, u32>::new(0).unwrap_err(),
-        Error::ZeroCapacity
-    );
+    assert_eq!(Lru::<u32, u32>::new(0).unwrap_err(), Error::ZeroCapacity);
     let err = Lru::<u32, u32>::with_builder(&CacheBuilder::new(10).shards(0)).unwrap_err();
     assert_eq!(err, Error::ZeroShards);
 }

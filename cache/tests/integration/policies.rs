@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use tierkit_cache::{
-    Cache, CacheBuilder, Error, CachePolicy, ConcurrentCache, FifoCache, LfuAging, LfuCache,
+    Cache, CacheBuilder, CachePolicy, ConcurrentCache, Error, FifoCache, LfuAging, LfuCache,
     LruCache, RemovalCause, S3FifoCache,
 };
 use tierkit_testkit::{allocated_by_this_thread, allocations_by_this_thread};
@@ -54,18 +54,12 @@ fn zero_and_huge_capacity_are_errors() {
         assert!(big.is_ok());
     }
     each_policy!(check);
-    assert_eq!(
-        LruCache::<u8, u8>::new(0).unwrap_err(),
-        Error::ZeroCapacity
-    );
+    assert_eq!(LruCache::<u8, u8>::new(0).unwrap_err(), Error::ZeroCapacity);
     assert_eq!(
         FifoCache::<u8, u8>::new(0).unwrap_err(),
         Error::ZeroCapacity
     );
-    assert_eq!(
-        LfuCache::<u8, u8>::new(0).unwrap_err(),
-        Error::ZeroCapacity
-    );
+    assert_eq!(LfuCache::<u8, u8>::new(0).unwrap_err(), Error::ZeroCapacity);
     assert_eq!(
         S3FifoCache::<u8, u8>::new(0).unwrap_err(),
         Error::ZeroCapacity

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use tierkit_cache::{
-    CacheBuilder, Error, ConcurrentCache, LoadError, LruCache, MemoryStore, ManualClock,
+    CacheBuilder, ConcurrentCache, Error, LoadError, LruCache, ManualClock, MemoryStore,
     S3FifoCache, Store, WriteBack, WriteMode, WriteThrough,
 };
 

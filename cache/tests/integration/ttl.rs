@@ -4,13 +4,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tierkit_cache::{
-    Cache, CacheBuilder, Error, CachePolicy, CoarseClock, ConcurrentCache, FifoCache,
-    LfuCache, LruCache, ManualClock, RemovalCause, S3FifoCache,
+    Cache, CacheBuilder, CachePolicy, CoarseClock, ConcurrentCache, Error, FifoCache, LfuCache,
+    LruCache, ManualClock, RemovalCause, S3FifoCache,
 };
 
 type Events = Arc<Mutex<Vec<(u64, u64, RemovalCause)>>>;
 
-fn build<C: CachePolicy<u64, u64>>(capacity: u64, ttl: Option<Duration>) -> (C, ManualClock, Events) {
+fn build<C: CachePolicy<u64, u64>>(
+    capacity: u64,
+    ttl: Option<Duration>,
+) -> (C, ManualClock, Events) {
     let clock = ManualClock::new();
     let events: Events = Arc::default();
     let sink = Arc::clone(&events);
