@@ -24,6 +24,8 @@ use crate::{CachePolicy, ConcurrentCache};
 pub(crate) trait Pending: Send + Sync {
     /// A write or invalidation overtook this load: its result must not be cached.
     fn supersede(&self);
+    /// Callers waiting for this load's outcome.
+    fn waiters(&self) -> usize;
     /// For downcasting to the concrete [`Flight`].
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -47,6 +49,24 @@ pub(crate) struct Flight<V, E> {
     state: Mutex<State<V, E>>,
     done: Condvar,
     superseded: AtomicBool,
+    /// Callers waiting (blocked or as futures) for the outcome.
+    waiters: AtomicUsize,
+}
+
+/// Counts one waiter while it lives (a dropped waiting future stops counting).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<V, E> Flight<V, E> {
@@ -58,6 +78,7 @@ impl<V, E> Flight<V, E> {
             }),
             done: Condvar::new(),
             superseded: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
         }
     }
 
@@ -91,6 +112,7 @@ impl<V: Clone, E> Settled<V, E> {
 impl<V: Clone, E> Flight<V, E> {
     /// Blocks the thread until the load ends.
     pub(crate) fn wait(&self) -> Settled<V, E> {
+        let _waiting = Waiting::new(&self.waiters);
         let mut state = self.state.lock();
         loop {
             if let Some(settled) = &state.settled {
@@ -103,6 +125,7 @@ impl<V: Clone, E> Flight<V, E> {
     /// Waits asynchronously until the load ends, on any executor (cancel-safe: dropping this
     /// future only stops waiting; its waker is woken once, harmlessly, at publication).
     pub(crate) async fn wait_async(&self) -> Settled<V, E> {
+        let _waiting = Waiting::new(&self.waiters);
         poll_fn(|cx| {
             let mut state = self.state.lock();
             if let Some(settled) = &state.settled {
@@ -124,6 +147,10 @@ where
 {
     fn supersede(&self) {
         self.superseded.store(true, Ordering::Release);
+    }
+
+    fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Acquire)
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -164,6 +191,18 @@ where
             self.count.fetch_sub(1, Ordering::AcqRel);
             flight.supersede();
         }
+    }
+
+    /// Callers waiting on the load of `key` in flight (0 without one).
+    pub(crate) fn waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.map.get(key).map_or(0, |f| f.waiters())
     }
 
     /// [`supersede`](Self::supersede) for every load in flight.

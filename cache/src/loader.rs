@@ -235,6 +235,27 @@ where
         self.load(key, loader).map(|(v, _)| v)
     }
 
+    /// How many callers are waiting for the load of `key` in flight (0 when none runs): the
+    /// size of a stampede that single flight is absorbing, for metrics and for tests that
+    /// need to know a caller has joined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32> = ConcurrentCache::new(100)?;
+    /// assert_eq!(cache.load_waiters(&1), 0);
+    /// # Ok::<(), tierkit_cache::Error>(())
+    /// ```
+    pub fn load_waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.flights.waiters(key)
+    }
+
     /// The miss path of every sync front end.
     pub(crate) fn load<T, E>(
         &self,

@@ -255,16 +255,23 @@ fn stress_s3fifo() {
 
 mod model {
     use std::collections::{HashMap, VecDeque};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use proptest::prelude::*;
     use tierkit_cache::{
         CacheBuilder, CachePolicy, CacheStats, ConcurrentCache, FifoCache, LfuCache, LruCache,
-        S3FifoCache,
+        ManualClock, RemovalCause, S3FifoCache,
     };
+
+    use crate::model::TestExpiry;
 
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u8, u32),
+        TryInsert(u8, u32),
+        /// Milliseconds (no-op for the caches without deadlines).
+        Advance(u64),
         Get(u8),
         Peek(u8),
         Remove(u8),
@@ -274,6 +281,8 @@ mod model {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             4 => (0..24u8, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            1 => (0..24u8, any::<u32>()).prop_map(|(k, v)| Op::TryInsert(k, v)),
+            1 => (0..4u64).prop_map(Op::Advance),
             4 => (0..24u8).prop_map(Op::Get),
             1 => (0..24u8).prop_map(Op::Peek),
             2 => (0..24u8).prop_map(Op::Remove),
@@ -302,6 +311,8 @@ mod model {
             for op in ops {
                 match op {
                     Op::Insert(k, v) => prop_assert_eq!(cache.insert(k, v), model.insert(k, v)),
+                    Op::TryInsert(k, v) => prop_assert_eq!(cache.try_insert(k, v).ok(), Some(model.insert(k, v))),
+                    Op::Advance(_) => {}
                     Op::Get(k) => prop_assert_eq!(cache.get(&k), model.get(&k).copied()),
                     Op::Peek(k) => prop_assert_eq!(cache.peek(&k), model.get(&k).copied()),
                     Op::Remove(k) => prop_assert_eq!(cache.remove(&k), model.remove(&k)),
@@ -320,13 +331,19 @@ mod model {
             prop_assert_eq!(snap, expect);
         }
 
-        /// One shard is the policy itself: same answers, same evictions, same stats (FIFO and
-        /// LFU record hits exactly; S3-FIFO's shared-lock hit is exact without a racing reader).
+        /// One shard is the policy itself: same answers, same evictions, same stats, same
+        /// removal events in the same order (reported after the lock instead of inside the
+        /// operation), with time-to-live, time-to-idle and a per-entry `Expiry` (FIFO and LFU
+        /// record hits exactly; S3-FIFO's shared-lock hit is exact without a racing reader).
         #[test]
-        fn one_shard_matches_the_policy(capacity in 1..8u64, ops in proptest::collection::vec(op(), 1..120)) {
-            one_shard::<FifoCache<u8, u32>>(capacity, &ops)?;
-            one_shard::<S3FifoCache<u8, u32>>(capacity, &ops)?;
-            one_shard::<LfuCache<u8, u32>>(capacity, &ops)?;
+        fn one_shard_matches_the_policy(
+            capacity in 1..8u64,
+            lifetimes in (prop::option::of(1..5u64), prop::option::of(1..5u64), any::<bool>()),
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            one_shard::<FifoCache<u8, u32>>(capacity, lifetimes, &ops)?;
+            one_shard::<S3FifoCache<u8, u32>>(capacity, lifetimes, &ops)?;
+            one_shard::<LfuCache<u8, u32>>(capacity, lifetimes, &ops)?;
         }
 
         /// One shard of LRU is the documented approximation: hits mark, eviction gives a marked
@@ -339,6 +356,8 @@ mod model {
             for op in ops {
                 match op {
                     Op::Insert(k, v) => prop_assert_eq!(cache.insert(k, v), model.insert(k, v)),
+                    Op::TryInsert(k, v) => prop_assert_eq!(cache.try_insert(k, v).ok(), Some(model.insert(k, v))),
+                    Op::Advance(_) => {}
                     Op::Get(k) => prop_assert_eq!(cache.get(&k), model.get(k)),
                     Op::Peek(k) => prop_assert_eq!(cache.peek(&k), model.peek(k)),
                     Op::Remove(k) => prop_assert_eq!(cache.remove(&k), model.remove(k)),
@@ -364,16 +383,54 @@ mod model {
         }
     }
 
-    fn one_shard<P>(capacity: u64, ops: &[Op]) -> Result<(), TestCaseError>
+    type Events = Arc<Mutex<Vec<(u8, u32, RemovalCause)>>>;
+
+    /// A builder on `clock` with the lifetimes `(ttl ms, tti ms, with the test Expiry)` and a
+    /// listener recording into `events`.
+    fn builder(
+        capacity: u64,
+        (ttl, tti, expiry): (Option<u64>, Option<u64>, bool),
+        clock: &ManualClock,
+        events: &Events,
+    ) -> CacheBuilder<u8, u32> {
+        let sink = Arc::clone(events);
+        let mut b = CacheBuilder::new(capacity)
+            .shards(1)
+            .clock(clock.clone())
+            .removal_listener(move |k: &u8, v: &u32, c| sink.lock().unwrap().push((*k, *v, c)));
+        if let Some(ttl) = ttl {
+            b = b.time_to_live(Duration::from_millis(ttl));
+        }
+        if let Some(tti) = tti {
+            b = b.time_to_idle(Duration::from_millis(tti));
+        }
+        if expiry {
+            b = b.expire_after(TestExpiry);
+        }
+        b
+    }
+
+    fn one_shard<P>(
+        capacity: u64,
+        lifetimes: (Option<u64>, Option<u64>, bool),
+        ops: &[Op],
+    ) -> Result<(), TestCaseError>
     where
         P: CachePolicy<u8, u32> + Send + Sync,
     {
-        let builder = CacheBuilder::new(capacity).shards(1);
-        let cache: ConcurrentCache<u8, u32, P> = ConcurrentCache::with_builder(&builder).unwrap();
-        let mut single: P = builder.build().unwrap();
+        let clock = ManualClock::new();
+        let (ours, theirs): (Events, Events) = Default::default();
+        let cache: ConcurrentCache<u8, u32, P> =
+            ConcurrentCache::with_builder(&builder(capacity, lifetimes, &clock, &ours)).unwrap();
+        let mut single: P = builder(capacity, lifetimes, &clock, &theirs).build().unwrap();
         for op in ops {
             match *op {
                 Op::Insert(k, v) => prop_assert_eq!(cache.insert(k, v), single.insert(k, v)),
+                Op::TryInsert(k, v) => prop_assert_eq!(
+                    cache.try_insert(k, v).map_err(|r| r.into_inner()),
+                    single.try_insert(k, v).map_err(|r| r.into_inner())
+                ),
+                Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
                 Op::Get(k) => prop_assert_eq!(cache.get(&k), single.get(&k).copied()),
                 Op::Peek(k) => prop_assert_eq!(cache.peek(&k), single.peek(&k).copied()),
                 Op::Remove(k) => prop_assert_eq!(cache.remove(&k), single.remove(&k)),
@@ -391,6 +448,11 @@ mod model {
             }
             prop_assert_eq!(cache.len(), single.len());
             prop_assert_eq!(cache.stats(), single.stats());
+            prop_assert_eq!(
+                std::mem::take(&mut *ours.lock().unwrap()),
+                std::mem::take(&mut *theirs.lock().unwrap()),
+                "removal events after {:?}", op
+            );
             let mut got = cache.snapshot();
             let mut want: Vec<(u8, u32)> = single.iter().map(|(k, v)| (*k, *v)).collect();
             got.sort_unstable();
