@@ -25,6 +25,9 @@ pub type ConcurrentFifo<K, V, S = RandomState> = ConcurrentCache<K, V, FifoCache
 /// A [`ConcurrentCache`] of [`S3FifoCache`] shards.
 pub type ConcurrentS3Fifo<K, V, S = RandomState> = ConcurrentCache<K, V, S3FifoCache<K, V, S>, S>;
 
+/// The cache [`ConcurrentCacheBuilder::build`] returns for policy marker `Kind`.
+pub type Built<K, V, Kind, S> = ConcurrentCache<K, V, <Kind as PolicyKind>::Cache<K, V, S>, S>;
+
 /// Names a policy for [`ConcurrentCacheBuilder::policy`]: a marker type whose `Cache` is the
 /// single-owner [`CachePolicy`] the shards are made of.
 ///
@@ -234,7 +237,7 @@ where
     /// # Errors
     /// Every error of [`CacheBuilder::validate`] (a missing or zero capacity is
     /// [`Error::ZeroCapacity`](crate::Error::ZeroCapacity)), and the policy's own.
-    pub fn build(self) -> Result<ConcurrentCache<K, V, Kind::Cache<K, V, S>, S>> {
+    pub fn build(self) -> Result<Built<K, V, Kind, S>> {
         ConcurrentCache::with_builder(&self.inner)
     }
 }

@@ -124,7 +124,7 @@ pub use cache::Cache;
 pub use coarse_clock::CoarseClock;
 pub use concurrent::ConcurrentCache;
 pub use concurrent_builder::{
-    ConcurrentCacheBuilder, ConcurrentFifo, ConcurrentLfu, ConcurrentLru, ConcurrentS3Fifo,
+    Built, ConcurrentCacheBuilder, ConcurrentFifo, ConcurrentLfu, ConcurrentLru, ConcurrentS3Fifo,
     DefaultPolicy, PolicyKind, policy,
 };
 pub use engine::Iter;

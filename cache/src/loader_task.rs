@@ -31,7 +31,7 @@ where
     /// caller (a request handler's state, a `&Connection`), and need not be `Send` or
     /// `'static`. No runtime is required (any executor works). If this future is dropped while
     /// its loader runs, the load is abandoned: a waiting caller takes over and runs its own
-    /// `init`. (The `tokio` feature's [`get_or_load_async`](Self::get_or_load_async) runs the
+    /// `init`. (`get_or_load_async`, with the `tokio` feature, runs the
     /// loader on a spawned task instead, which outlives its caller, at the price of a
     /// `Send + 'static` loader.)
     ///

@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use tierkit_cache::{CacheBuilder, ConcurrentCache, LoadError, LoadOutcome, LruCache};
 
@@ -443,7 +442,10 @@ fn async_load_completes_even_if_every_caller_is_gone() {
         let mut spins = 0u64;
         while !cache.contains(&2) {
             spins += 1;
-            assert!(spins < 100_000_000, "the orphaned load never cached its value");
+            assert!(
+                spins < 100_000_000,
+                "the orphaned load never cached its value"
+            );
             tokio::task::yield_now().await;
         }
         assert_eq!(cache.get(&2).as_deref(), Some("orphan"));

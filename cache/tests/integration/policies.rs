@@ -496,9 +496,14 @@ fn borrowed_lookups_and_debug() {
 #[test]
 #[ignore = "needs a decompressed ARC trace in TIERKIT_ARC_TRACE"]
 fn arc_trace_hit_ratios() {
-    let Ok(path) = std::env::var("TIERKIT_ARC_TRACE") else {
-        return;
-    };
+    // Run on purpose (`--ignored`): a missing trace is a failure, never a silent pass.
+    let path = std::env::var("TIERKIT_ARC_TRACE").unwrap_or_else(|_| {
+        panic!(
+            "TIERKIT_ARC_TRACE is not set: point it at a decompressed ARC trace (OLTP.lis, from \
+             ../shared/traces) and run `TIERKIT_ARC_TRACE=/path/OLTP.lis cargo test -p \
+             tierkit-cache --all-features --test integration arc_trace -- --ignored --nocapture`"
+        )
+    });
     let text = std::fs::read_to_string(path).unwrap();
     let mut keys = Vec::new();
     for line in text.lines() {
