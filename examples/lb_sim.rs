@@ -9,7 +9,7 @@
 //!
 //! Each backend is a server with one worker and a FIFO queue; requests arrive as a Poisson
 //! process at a share of the pool's capacity; the balancer (a real `tierkit_lb::Balancer` on a
-//! `ManualClock`) picks per request and learns from each response (`tierkit_lb::sim`). The
+//! `MockClock`) picks per request and learns from each response (`tierkit_lb::sim`). The
 //! scenarios:
 //!
 //! - A: 10 equal backends (10 ms) at 70% load;
