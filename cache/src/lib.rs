@@ -30,9 +30,34 @@
 //!
 //! [`ConcurrentCache`] shards any of them behind read-write locks: lookups share the lock (see
 //! [policies under a shared lock](ConcurrentCache#policies-under-a-shared-lock)), each key is
-//! hashed once, and [`get_or_load`](ConcurrentCache::get_or_load) loads a missing key once
-//! however many threads miss it ([`get_or_load_with_outcome`](ConcurrentCache::get_or_load_with_outcome)
-//! also says whether the value was a hit, loaded, or joined from another caller's load).
+//! hashed once, and a missing key is loaded once however many callers miss it, blocking
+//! ([`get_or_load`](ConcurrentCache::get_or_load);
+//! [`get_or_load_with_outcome`](ConcurrentCache::get_or_load_with_outcome) also says whether
+//! the value was a hit, loaded, or joined from another caller's load) or async in the caller's
+//! task ([`get_with`](ConcurrentCache::get_with), [`try_get_with`](ConcurrentCache::try_get_with),
+//! [`optionally_get_with`](ConcurrentCache::optionally_get_with), whose loaders may borrow). It
+//! is built like moka's, and the handle is a cheap [`Clone`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tierkit_cache::ConcurrentCache;
+//!
+//! let users: ConcurrentCache<u64, String> = ConcurrentCache::builder()
+//!     .max_capacity(10_000)
+//!     .time_to_live(Duration::from_secs(300))
+//!     .time_to_idle(Duration::from_secs(60))
+//!     .build()?;
+//! let handle = users.clone(); // the same cache
+//! handle.insert(7, "alice".to_string());
+//! assert_eq!(users.get(&7).as_deref(), Some("alice"));
+//! # Ok::<(), tierkit_cache::Error>(())
+//! ```
+//!
+//! **No user code under a lock**: removal listeners, weighers, [`Expiry`] policies, loaders
+//! and the drop of removed values run outside every lock (removals are collected under the
+//! lock and reported after it), so a listener may call back into the cache and a panicking
+//! listener or weigher leaves the counts right. An insert heavier than the capacity can hand
+//! its value back ([`try_insert`](Cache::try_insert), [`Rejected`]).
 //!
 //! | policy | evicts | a hit | iteration order |
 //! |---|---|---|---|
@@ -77,9 +102,11 @@
 //!
 //! ## Crate features
 //!
-//! - `tokio`: async read-through with single flight: `ConcurrentCache::get_or_load_async`,
-//!   `get_or_load_with_outcome_async` and `get_or_load_opt_async` (the write-back flusher is a
-//!   plain thread and needs no feature).
+//! - `tokio`: async read-through whose loader runs on a spawned tokio task, so a load outlives
+//!   its callers: `ConcurrentCache::get_or_load_async`, `get_or_load_with_outcome_async` and
+//!   `get_or_load_opt_async` (loaders must be `Send + 'static`). The in-task async loaders
+//!   (`get_with` and its siblings) need no feature and no runtime, and the write-back flusher is
+//!   a plain thread.
 //!
 //! **Status:** every policy, TTL, weights, listeners, stats, the sharded `ConcurrentCache`,
 //! single-flight loaders (sync and async) and the store wrappers are built and tested. Against
