@@ -48,7 +48,7 @@ use crate::slab::{List, NIL, Node, Slab};
 ///     cache.insert(key, "one-off"); // a scan
 /// }
 /// assert!(cache.contains(&0)); // the key read twice survived it
-/// # Ok::<(), tierkit_cache::Error>(())
+/// # Ok::<(), tierkit_cache::CacheError>(())
 /// ```
 pub struct S3FifoCache<K, V, S = RandomState> {
     inner: Engine<K, V, S, S3Fifo>,
