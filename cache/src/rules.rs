@@ -15,7 +15,8 @@ use crate::Weigher;
 /// methods default to `None`, meaning "the cache's default" (its
 /// [`time_to_live`](crate::CacheBuilder::time_to_live) /
 /// [`time_to_idle`](crate::CacheBuilder::time_to_idle), or none). `Some(Duration::MAX)` means
-/// "never" for this entry, whatever the default. An explicit
+/// "never" for this entry, whatever the default; `Some(Duration::ZERO)` stores nothing (the
+/// entry is reported `Expired` at once, and any previous value under the key `Replaced`). An explicit
 /// [`insert_with_ttl`](crate::Cache::insert_with_ttl) overrides `time_to_live`.
 ///
 /// An entry expires at the first of its two deadlines: `written + time_to_live`, and

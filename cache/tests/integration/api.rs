@@ -142,6 +142,32 @@ fn async_loaders_borrow_and_need_no_runtime() {
     assert!(!cache.contains(&5));
 }
 
+/// With a `Send` loader the futures are `Send`: they can be spawned on a multi-threaded runtime.
+#[test]
+fn async_loader_futures_are_send_when_their_loaders_are() {
+    fn assert_send<T: Send>(_: &T) {}
+    let cache: ConcurrentCache<u32, String> = ConcurrentCache::new(100).unwrap();
+    let name = String::from("borrowed");
+    let f = cache.get_with(1, async { name.clone() });
+    assert_send(&f);
+    let g = cache.try_get_with(2, async { Ok::<_, std::io::Error>(name.clone()) });
+    assert_send(&g);
+    let h = cache.optionally_get_with(3, async { Some(name.clone()) });
+    assert_send(&h);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let shared = cache.clone();
+    let v = rt
+        .block_on(
+            rt.spawn(async move { shared.get_with(4, async { "spawned".to_string() }).await }),
+        )
+        .unwrap();
+    assert_eq!(v, "spawned");
+    drop((f, g, h));
+}
+
 /// One load per key: the callers that arrive while it runs wait and join it (`Joined`), and an
 /// error reaches each of them as the same `Arc`; nothing is cached.
 #[test]
