@@ -80,6 +80,8 @@
 //! - `tokio`: async read-through with single flight: `ConcurrentCache::get_or_load_async`,
 //!   `get_or_load_with_outcome_async` and `get_or_load_opt_async` (the write-back flusher is a
 //!   plain thread and needs no feature).
+//! - `redis` (implies `tokio`): the [`remote`] tier: Redis servers on a consistent-hash ring
+//!   with failover, and a near cache kept coherent between app instances.
 //!
 //! **Status:** every policy, TTL, weights, listeners, stats, the sharded `ConcurrentCache`,
 //! single-flight loaders (sync and async) and the store wrappers are built and tested. Against
@@ -90,6 +92,7 @@
 //! See the workspace's `ARCHITECTURE.md` for where this crate sits in the dependency graph.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod cache;
@@ -108,6 +111,9 @@ mod loader;
 mod loader_async;
 mod lru;
 mod removal;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod remote;
 mod s3fifo;
 mod slab;
 mod stats;

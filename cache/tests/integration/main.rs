@@ -11,5 +11,7 @@ mod hit_ratio;
 mod loader;
 mod model;
 mod policies;
+#[cfg(feature = "redis")]
+mod remote;
 mod store;
 mod ttl;
