@@ -110,10 +110,10 @@ mod loader;
 #[cfg(feature = "tokio")]
 mod loader_async;
 mod lru;
-mod removal;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod remote;
+mod removal;
 mod s3fifo;
 mod slab;
 mod stats;

@@ -221,7 +221,10 @@ impl RemoteTierBuilder {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
         {
-            return bad("instance_name", format!("{:?} is not a valid client name", c.name));
+            return bad(
+                "instance_name",
+                format!("{:?} is not a valid client name", c.name),
+            );
         }
         Ok(())
     }
@@ -241,10 +244,7 @@ impl RemoteTierBuilder {
     }
 
     /// As [`connect`](Self::connect), with invalidations delivered to `sink`.
-    pub(crate) async fn connect_with(
-        self,
-        sink: Arc<dyn Invalidate>,
-    ) -> RemoteResult<RemoteTier> {
+    pub(crate) async fn connect_with(self, sink: Arc<dyn Invalidate>) -> RemoteResult<RemoteTier> {
         RemoteTier::connect(self.config, Some(sink)).await
     }
 }
@@ -265,22 +265,40 @@ mod tests {
         let ok = RemoteTierBuilder::new().node("127.0.0.1:1");
         assert!(ok.clone().validate().is_ok());
         assert_eq!(err_name(RemoteTierBuilder::new()), "node");
-        assert_eq!(err_name(ok.clone().weighted_node("b:1", 0)), "weighted_node");
+        assert_eq!(
+            err_name(ok.clone().weighted_node("b:1", 0)),
+            "weighted_node"
+        );
         assert_eq!(err_name(ok.clone().node("127.0.0.1:1")), "node");
         assert_eq!(err_name(ok.clone().node("a b:1")), "node");
         assert_eq!(err_name(ok.clone().vnodes(0)), "vnodes");
         assert_eq!(err_name(ok.clone().rise(0)), "rise/fall");
         assert_eq!(err_name(ok.clone().fall(0)), "rise/fall");
-        assert_eq!(err_name(ok.clone().op_timeout(Duration::ZERO)), "op_timeout");
-        assert_eq!(err_name(ok.clone().probe_interval(Duration::MAX)), "probe_interval");
-        assert_eq!(err_name(ok.clone().fallback_ttl(Duration::ZERO)), "fallback_ttl");
+        assert_eq!(
+            err_name(ok.clone().op_timeout(Duration::ZERO)),
+            "op_timeout"
+        );
+        assert_eq!(
+            err_name(ok.clone().probe_interval(Duration::MAX)),
+            "probe_interval"
+        );
+        assert_eq!(
+            err_name(ok.clone().fallback_ttl(Duration::ZERO)),
+            "fallback_ttl"
+        );
         assert_eq!(err_name(ok.clone().instance_name("a b")), "instance_name");
-        assert!(ok.op_timeout(Duration::MAX).validate().is_ok(), "MAX = no timeout");
+        assert!(
+            ok.op_timeout(Duration::MAX).validate().is_ok(),
+            "MAX = no timeout"
+        );
     }
 
     #[test]
     fn node_lists_skip_blanks() {
         let b = RemoteTierBuilder::new().nodes_from_list(" a:1, ,b:2,");
-        assert_eq!(b.config.nodes, [("a:1".to_owned(), 1), ("b:2".to_owned(), 1)]);
+        assert_eq!(
+            b.config.nodes,
+            [("a:1".to_owned(), 1), ("b:2".to_owned(), 1)]
+        );
     }
 }

@@ -174,11 +174,11 @@ where
                     // Our loader produced these very bytes: the codec cannot read its own output.
                     return Err(LoadError::Failed(Arc::new(TypedError::Codec(e))));
                 };
-                let value = l().await.map_err(|e| LoadError::Failed(Arc::new(TypedError::Load(e))))?;
-                if let Some(v) = &value {
-                    if let Ok(b) = self.codec.encode(v) {
-                        drop(self.cache.set(key, b).await);
-                    }
+                let value = l()
+                    .await
+                    .map_err(|e| LoadError::Failed(Arc::new(TypedError::Load(e))))?;
+                if let Some(Ok(b)) = value.as_ref().map(|v| self.codec.encode(v)) {
+                    drop(self.cache.set(key, b).await);
                 }
                 Ok(value)
             }

@@ -114,7 +114,10 @@ mod tests {
                     .iter()
                     .filter(|e| matches!(e, Event::Ok | Event::Fail))
                     .collect();
-                let tail = applicable.iter().rev().take_while(|e| matches!(e, Event::Fail));
+                let tail = applicable
+                    .iter()
+                    .rev()
+                    .take_while(|e| matches!(e, Event::Fail));
                 if tail.count() >= fall {
                     up = false;
                     since = i + 1;

@@ -73,6 +73,8 @@ mod tier;
 mod tiered;
 
 pub use builder::RemoteTierBuilder;
+/// The value type of the tier, re-exported so users need no `bytes` dependency of their own.
+pub use bytes::Bytes;
 pub use codec::{Codec, Typed, TypedError, Utf8};
 pub use error::{RemoteError, RemoteResult};
 pub use stats::{NodeStatus, RemoteStats, TieredStats};

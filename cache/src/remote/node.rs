@@ -68,7 +68,12 @@ pub(crate) async fn within<T>(
 }
 
 impl Node {
-    pub(crate) fn new(addr: &str, weight: u32, config: &Config, tracking: bool) -> RemoteResult<Self> {
+    pub(crate) fn new(
+        addr: &str,
+        weight: u32,
+        config: &Config,
+        tracking: bool,
+    ) -> RemoteResult<Self> {
         let url = if tracking {
             format!("redis://{addr}/?protocol=resp3")
         } else {
@@ -175,7 +180,8 @@ impl Node {
         let mut conn = within(
             &self.addr,
             config.connect_timeout,
-            self.client.get_multiplexed_async_connection_with_config(&cfg),
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg),
         )
         .await?;
         let role = if sink.is_some() { "near" } else { "tier" };
@@ -315,7 +321,12 @@ impl Shared {
 }
 
 /// The probe loop of node `index`: every interval, or at once when woken.
-pub(crate) async fn probe_loop(weak: Weak<Shared>, index: usize, wake: Arc<Notify>, every: Duration) {
+pub(crate) async fn probe_loop(
+    weak: Weak<Shared>,
+    index: usize,
+    wake: Arc<Notify>,
+    every: Duration,
+) {
     loop {
         {
             let Some(shared) = weak.upgrade() else { return };

@@ -112,7 +112,10 @@ impl RemoteTier {
         config: Config,
         sink: Option<Arc<dyn Invalidate>>,
     ) -> RemoteResult<Self> {
-        RemoteTierBuilder { config: config.clone() }.validate()?;
+        RemoteTierBuilder {
+            config: config.clone(),
+        }
+        .validate()?;
         let mut ring = HashRing::<String>::builder()
             .vnodes(config.vnodes)
             .hasher(config.hasher);
@@ -189,7 +192,9 @@ impl RemoteTier {
     pub(crate) fn route(&self, key: &[u8]) -> RemoteResult<(usize, bool)> {
         let s = &*self.shared;
         let hash = s.ring.hasher().hash(key);
-        let primary = self.primary(hash).ok_or(RemoteError::NoNodeUp { nodes: 0 })?;
+        let primary = self
+            .primary(hash)
+            .ok_or(RemoteError::NoNodeUp { nodes: 0 })?;
         if s.nodes[primary].health.is_up() {
             return Ok((primary, true));
         }
@@ -208,7 +213,8 @@ impl RemoteTier {
     #[must_use]
     pub fn home_node(&self, key: impl AsRef<[u8]>) -> Option<&str> {
         let hash = self.shared.ring.hasher().hash(key.as_ref());
-        self.primary(hash).map(|i| self.shared.nodes[i].addr.as_str())
+        self.primary(hash)
+            .map(|i| self.shared.nodes[i].addr.as_str())
     }
 
     /// The address of the node serving `key` now (its home node, or a stand-in while that one
@@ -238,6 +244,10 @@ impl RemoteTier {
         let (generation, res) = node.send::<T>(cmd, s.config.op_timeout).await;
         match &res {
             Ok(_) => node.health.success(),
+            // No connection (being re-established): the probe, woken by `send`, decides.
+            Err(RemoteError::NodeDown { .. }) => {
+                s.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) if e.is_node_failure() => {
                 s.stats.errors.fetch_add(1, Ordering::Relaxed);
                 match e {
@@ -272,7 +282,10 @@ impl RemoteTier {
     }
 
     /// As [`get`](Self::get), also returning the index of the node asked.
-    pub(crate) async fn get_routed(&self, key: &[u8]) -> (Option<usize>, RemoteResult<Option<Bytes>>) {
+    pub(crate) async fn get_routed(
+        &self,
+        key: &[u8],
+    ) -> (Option<usize>, RemoteResult<Option<Bytes>>) {
         let (index, _) = match self.route(key) {
             Ok(r) => r,
             Err(e) => return (None, Err(e)),
@@ -290,12 +303,22 @@ impl RemoteTier {
     /// # Errors
     /// The last node's error when no node could take the write, [`RemoteError::NoNodeUp`], and
     /// [`RemoteError::Protocol`] for an error reply.
-    pub async fn set(&self, key: impl AsRef<[u8]>, value: Bytes, ttl: Duration) -> RemoteResult<()> {
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: Bytes,
+        ttl: Duration,
+    ) -> RemoteResult<()> {
         self.set_routed(key.as_ref(), &value, ttl).await.map(|_| ())
     }
 
     /// As [`set`](Self::set), returning the index of the node that took the write.
-    pub(crate) async fn set_routed(&self, key: &[u8], value: &Bytes, ttl: Duration) -> RemoteResult<usize> {
+    pub(crate) async fn set_routed(
+        &self,
+        key: &[u8],
+        value: &Bytes,
+        ttl: Duration,
+    ) -> RemoteResult<usize> {
         let (mut index, mut home) = self.route(key)?;
         let rkey = self.redis_key(key);
         let mut tried = 0;
@@ -369,9 +392,10 @@ impl RemoteTier {
                 Err(e) => out[i] = Err(e),
             }
         }
-        let batches = groups.iter().enumerate().flat_map(|(node, idx)| {
-            idx.chunks(MGET_CHUNK).map(move |chunk| (node, chunk))
-        });
+        let batches = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(node, idx)| idx.chunks(MGET_CHUNK).map(move |chunk| (node, chunk)));
         let requests = batches.map(|(node, chunk)| {
             let mut cmd = redis::cmd("MGET");
             for &i in chunk {

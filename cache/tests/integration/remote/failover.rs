@@ -33,14 +33,23 @@ fn key(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_three_moves_only_its_keys_and_fails_no_read() {
     let mut servers: Vec<OwnRedis> = (56382..=56384).map(OwnRedis::start).collect();
-    let app = TieredCache::builder(builder(&servers, "kill-app")).connect().await.unwrap();
+    let app = TieredCache::builder(builder(&servers, "kill-app"))
+        .connect()
+        .await
+        .unwrap();
     let tier = app.remote().clone();
     for i in 0..KEYS {
-        tier.set(key(i), Bytes::from(format!("v1-{i}")), Duration::from_secs(600))
-            .await
-            .unwrap();
+        tier.set(
+            key(i),
+            Bytes::from(format!("v1-{i}")),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
     }
-    let before: Vec<String> = (0..KEYS).map(|i| tier.serving_node(key(i)).unwrap().to_owned()).collect();
+    let before: Vec<String> = (0..KEYS)
+        .map(|i| tier.serving_node(key(i)).unwrap().to_owned())
+        .collect();
     let victim = servers[2].addr();
     servers[2].kill();
 
@@ -51,18 +60,31 @@ async fn killing_one_of_three_moves_only_its_keys_and_fails_no_read() {
     }
     // Writes never fail either: a failed node's writes go to the next ring node.
     for i in 0..KEYS {
-        app.set(key(i), Bytes::from(format!("v2-{i}"))).await.unwrap();
+        app.set(key(i), Bytes::from(format!("v2-{i}")))
+            .await
+            .unwrap();
     }
-    eventually("victim marked down", WAIT, || tier.is_up(&victim) == Some(false)).await;
-    let after: Vec<String> = (0..KEYS).map(|i| tier.serving_node(key(i)).unwrap().to_owned()).collect();
+    eventually("victim marked down", WAIT, || {
+        tier.is_up(&victim) == Some(false)
+    })
+    .await;
+    let after: Vec<String> = (0..KEYS)
+        .map(|i| tier.serving_node(key(i)).unwrap().to_owned())
+        .collect();
     let moved: Vec<usize> = (0..KEYS).filter(|&i| before[i] != after[i]).collect();
-    assert!(moved.iter().all(|&i| before[i] == victim), "only the victim's keys move");
+    assert!(
+        moved.iter().all(|&i| before[i] == victim),
+        "only the victim's keys move"
+    );
     let share = moved.len() as f64 / KEYS as f64;
     assert!(share <= 1.0 / 3.0 + 0.05, "{share} of keys moved");
     assert!(!moved.is_empty());
 
     // A fresh instance: every key of the two live nodes hits Redis (no loader).
-    let fresh = TieredCache::builder(builder(&servers, "kill-fresh")).connect().await.unwrap();
+    let fresh = TieredCache::builder(builder(&servers, "kill-fresh"))
+        .connect()
+        .await
+        .unwrap();
     for i in (0..KEYS).filter(|i| before[*i] != victim) {
         let v = fresh.get_or_load(key(i), value("LOADED")).await.unwrap();
         assert_eq!(v.unwrap(), format!("v2-{i}"));
@@ -83,20 +105,33 @@ async fn a_returning_node_never_serves_values_from_before_its_outage() {
     let servers: Vec<OwnRedis> = (56385..=56387).map(OwnRedis::start).collect();
     let tier = builder(&servers, "pause-app").connect().await.unwrap();
     for i in 0..KEYS {
-        tier.set(key(i), Bytes::from(format!("old-{i}")), Duration::from_secs(600))
-            .await
-            .unwrap();
+        tier.set(
+            key(i),
+            Bytes::from(format!("old-{i}")),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
     }
     let paused = servers[0].addr();
-    let own: Vec<usize> = (0..KEYS).filter(|&i| tier.home_node(key(i)) == Some(paused.as_str())).collect();
+    let own: Vec<usize> = (0..KEYS)
+        .filter(|&i| tier.home_node(key(i)) == Some(paused.as_str()))
+        .collect();
     assert!(!own.is_empty());
     // Paused, not killed: the node keeps its old values through the outage.
     servers[0].pause();
-    eventually("paused node marked down", WAIT, || tier.is_up(&paused) == Some(false)).await;
+    eventually("paused node marked down", WAIT, || {
+        tier.is_up(&paused) == Some(false)
+    })
+    .await;
     for &i in &own {
-        tier.set(key(i), Bytes::from(format!("new-{i}")), Duration::from_secs(600))
-            .await
-            .unwrap();
+        tier.set(
+            key(i),
+            Bytes::from(format!("new-{i}")),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
         assert_eq!(tier.get(key(i)).await.unwrap().unwrap(), format!("new-{i}"));
     }
     assert!(tier.stats().failovers >= own.len() as u64);
@@ -104,6 +139,10 @@ async fn a_returning_node_never_serves_values_from_before_its_outage() {
     eventually("node back", WAIT, || tier.is_up(&paused) == Some(true)).await;
     for &i in &own {
         let v = tier.get(key(i)).await.unwrap();
-        assert_ne!(v, Some(Bytes::from(format!("old-{i}"))), "stale value from before the outage");
+        assert_ne!(
+            v,
+            Some(Bytes::from(format!("old-{i}"))),
+            "stale value from before the outage"
+        );
     }
 }

@@ -37,11 +37,17 @@ async fn a_write_on_one_instance_reaches_the_other() {
         let v = a.get_or_load(&key, value("never")).await.unwrap();
         assert_eq!(v.as_deref(), Some(&b"v1"[..]));
         a.set(&key, Bytes::from("v2")).await.unwrap();
-        eventually("B drops its copy", WAIT, || !b.near().contains(key.as_bytes())).await;
+        eventually("B drops its copy", WAIT, || {
+            !b.near().contains(key.as_bytes())
+        })
+        .await;
         assert_eq!(b.get(&key).await.as_deref(), Some(&b"v2"[..]));
         // And the other way round, with a delete.
         b.delete(&key).await.unwrap();
-        eventually("A drops its copy", WAIT, || !a.near().contains(key.as_bytes())).await;
+        eventually("A drops its copy", WAIT, || {
+            !a.near().contains(key.as_bytes())
+        })
+        .await;
         assert_eq!(a.get(&key).await, None);
     }
     let s = b.stats();
@@ -83,7 +89,11 @@ async fn single_flight_per_instance() {
 /// The id of instance `name`'s tracking connection on `addr`.
 async fn client_id(addr: &str, name: &str) -> i64 {
     let mut c = raw(addr).await;
-    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let line = list
         .lines()
         .find(|l| l.contains(&format!(" name=tk:{name}:near ")))
@@ -101,7 +111,10 @@ async fn a_lost_channel_flushes_the_near_cache() {
     let b = instance("t-lost:", "lost-b").await;
     let key = "profile:7";
     a.delete(key).await.unwrap();
-    assert_eq!(b.get_or_load(key, value("v1")).await.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(
+        b.get_or_load(key, value("v1")).await.unwrap().as_deref(),
+        Some(&b"v1"[..])
+    );
     assert!(b.near().contains(key.as_bytes()));
     let home = b.remote().home_node(key).unwrap().to_owned();
     let id = client_id(&home, "lost-b").await;
@@ -123,7 +136,10 @@ async fn a_lost_channel_flushes_the_near_cache() {
         .unwrap();
     eventually("B sees the loss", WAIT, || b.stats().channel_losses >= 1).await;
     // B never serves v1 again.
-    assert!(!b.near().contains(key.as_bytes()), "near cache flushed on loss");
+    assert!(
+        !b.near().contains(key.as_bytes()),
+        "near cache flushed on loss"
+    );
     let v = b.get_or_load(key, value("from-loader")).await.unwrap();
     assert_ne!(v.as_deref(), Some(&b"v1"[..]));
     // The channel comes back by itself and invalidations flow again.

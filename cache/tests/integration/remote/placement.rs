@@ -59,13 +59,23 @@ async fn keys_live_on_the_ring_node_and_nowhere_else() {
     }
 
     // TTLs: zero deletes, MAX never expires, sub-millisecond rounds up.
-    tier.set("ttl-max", Bytes::from_static(b"x"), Duration::MAX).await.unwrap();
+    tier.set("ttl-max", Bytes::from_static(b"x"), Duration::MAX)
+        .await
+        .unwrap();
     let home = tier.home_node("ttl-max").unwrap().to_owned();
     let mut c = raw(&home).await;
-    let pttl: i64 = redis::cmd("PTTL").arg("t-place:ttl-max").query_async(&mut c).await.unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("t-place:ttl-max")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(pttl, -1, "no expiry");
-    tier.set("ttl-max", Bytes::from_static(b"x"), Duration::from_nanos(1)).await.unwrap();
-    tier.set("ttl-max", Bytes::from_static(b"x"), Duration::ZERO).await.unwrap();
+    tier.set("ttl-max", Bytes::from_static(b"x"), Duration::from_nanos(1))
+        .await
+        .unwrap();
+    tier.set("ttl-max", Bytes::from_static(b"x"), Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(tier.get("ttl-max").await.unwrap(), None);
     tier.delete("key-0").await.unwrap();
     assert_eq!(tier.get("key-0").await.unwrap(), None);
@@ -100,13 +110,19 @@ async fn weights_and_vnodes_follow_the_ring() {
         heavy += usize::from(home == addrs[0]);
     }
     // Weight 2 of 4: about half the keys.
-    assert!((4_000..6_000).contains(&heavy), "heavy node holds {heavy} of 10000");
+    assert!(
+        (4_000..6_000).contains(&heavy),
+        "heavy node holds {heavy} of 10000"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settings_and_unreachable_nodes() {
     let err = RemoteTier::builder().connect().await.unwrap_err();
-    assert!(matches!(err, RemoteError::InvalidConfig { name: "node", .. }), "{err}");
+    assert!(
+        matches!(err, RemoteError::InvalidConfig { name: "node", .. }),
+        "{err}"
+    );
     // Nothing listens on port 1: the tier builds, the node starts down, reads fail typed.
     let tier = RemoteTier::builder()
         .node("127.0.0.1:1")

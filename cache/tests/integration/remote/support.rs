@@ -26,7 +26,10 @@ impl OwnRedis {
     /// Starts `redis-server` on 127.0.0.1:`port` (56382-56389) without persistence and waits
     /// until it answers.
     pub(crate) fn start(port: u16) -> Self {
-        assert!((56382..=56389).contains(&port), "own servers use 56382-56389");
+        assert!(
+            (56382..=56389).contains(&port),
+            "own servers use 56382-56389"
+        );
         let _ = shared_nodes(); // same environment as the shared servers
         let dir = std::env::temp_dir().join(format!("tierkit-redis-test-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -56,7 +59,10 @@ impl OwnRedis {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.pid()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([sig, &self.pid()])
+            .status()
+            .unwrap();
         assert!(ok.success(), "kill {sig}");
     }
 
@@ -84,7 +90,9 @@ impl Drop for OwnRedis {
         if let Some(c) = &self.child {
             // A paused server must be resumed to die cleanly under SIGKILL? SIGKILL works on
             // stopped processes; resume anyway so nothing lingers.
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
         }
         self.kill();
     }
@@ -94,7 +102,10 @@ impl Drop for OwnRedis {
 pub(crate) fn wait_port(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "redis on {port} did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis on {port} did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -118,12 +129,17 @@ pub(crate) async fn raw(addr: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-pub(crate) async fn raw_get(conn: &mut redis::aio::MultiplexedConnection, key: &[u8]) -> Option<Bytes> {
+pub(crate) async fn raw_get(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &[u8],
+) -> Option<Bytes> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
 }
 
 /// A loader that cannot fail, returning `v`.
-pub(crate) fn value(v: &str) -> impl Future<Output = Result<Option<Bytes>, std::io::Error>> + Send + 'static {
+pub(crate) fn value(
+    v: &str,
+) -> impl Future<Output = Result<Option<Bytes>, std::io::Error>> + Send + 'static {
     let v = Bytes::copy_from_slice(v.as_bytes());
     async move { Ok(Some(v)) }
 }

@@ -27,7 +27,10 @@ async fn a_paused_server_times_out_and_is_routed_around() {
         .map(|i| format!("k{i}"))
         .find(|k| tier.home_node(k) == Some(server.addr().as_str()))
         .unwrap();
-    assert_eq!(app.get_or_load(&key, value("v1")).await.unwrap().unwrap(), "v1");
+    assert_eq!(
+        app.get_or_load(&key, value("v1")).await.unwrap().unwrap(),
+        "v1"
+    );
     assert!(app.near().contains(key.as_bytes()));
 
     server.pause();
@@ -42,7 +45,10 @@ async fn a_paused_server_times_out_and_is_routed_around() {
     );
     assert!(err.is_node_failure());
     // The silent loss is found by the probe: near cache flushed, node down.
-    eventually("node down", Duration::from_secs(5), || tier.is_up(&server.addr()) == Some(false)).await;
+    eventually("node down", Duration::from_secs(5), || {
+        tier.is_up(&server.addr()) == Some(false)
+    })
+    .await;
     assert!(app.stats().channel_losses >= 1);
     assert!(!app.near().contains(key.as_bytes()));
     // Reads never fail: the stand-in misses and the loader serves.
@@ -52,7 +58,10 @@ async fn a_paused_server_times_out_and_is_routed_around() {
     assert!(tier.stats().timeouts >= 1);
 
     server.resume();
-    eventually("node back", Duration::from_secs(5), || tier.is_up(&server.addr()) == Some(true)).await;
+    eventually("node back", Duration::from_secs(5), || {
+        tier.is_up(&server.addr()) == Some(true)
+    })
+    .await;
     // Back and flushed: the value from before the pause is gone.
     assert_eq!(tier.get(&key).await.unwrap(), None);
     app.set(&key, Bytes::from("v3")).await.unwrap();
