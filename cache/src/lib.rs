@@ -80,7 +80,7 @@
 //! - `tokio`: async read-through with single flight: `ConcurrentCache::get_or_load_async`,
 //!   `get_or_load_with_outcome_async` and `get_or_load_opt_async` (the write-back flusher is a
 //!   plain thread and needs no feature).
-//! - `redis` (implies `tokio`): the [`remote`] tier: Redis servers on a consistent-hash ring
+//! - `redis` (implies `tokio`): the `remote` tier (`tierkit_cache::remote`): Redis servers on a consistent-hash ring
 //!   with failover, and a near cache kept coherent between app instances.
 //!
 //! **Status:** every policy, TTL, weights, listeners, stats, the sharded `ConcurrentCache`,

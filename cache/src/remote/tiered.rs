@@ -121,7 +121,7 @@ where
     ///
     /// # Errors
     /// The near cache's [`CacheError`](crate::CacheError)s (zero capacity, zero TTL) as
-    /// [`RemoteError::Cache`], and every error of [`RemoteTierBuilder::connect`].
+    /// [`RemoteError::Cache`](super::RemoteError::Cache), and every error of [`RemoteTierBuilder::connect`].
     ///
     /// # Panics
     /// Outside a tokio runtime.

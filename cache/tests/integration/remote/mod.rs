@@ -3,6 +3,7 @@
 //! The three shared servers come from `.ci/servers.d/redis.sh` (`TIERKIT_REDIS_NODES`); tests
 //! that kill, pause or restart a node start their own servers on 56382-56389.
 
+mod api;
 mod failover;
 mod invalidation;
 mod placement;
