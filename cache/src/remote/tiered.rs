@@ -248,21 +248,39 @@ where
     /// # Errors
     /// Only the loader's: [`LoadError::Failed`] with its error, or [`LoadError::Abandoned`] if
     /// the runtime shut down during the load. Remote errors are swallowed (see the type docs).
-    pub async fn get_or_load<E, F>(
+    ///
+    /// A near hit is answered before the returned future is first polled, and that future is a
+    /// few words (the miss path is boxed), so a hit costs what a `ConcurrentCache` lookup
+    /// costs.
+    pub fn get_or_load<E, F>(
         &self,
         key: impl AsRef<[u8]>,
         loader: F,
-    ) -> Result<Option<Bytes>, LoadError<E>>
+    ) -> impl Future<Output = Result<Option<Bytes>, LoadError<E>>> + Send + '_
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<Option<Bytes>, E>> + Send + 'static,
     {
         let key = key.as_ref();
-        if let Some(v) = self.near.get(key) {
-            return Ok(Some(v));
+        let state = match self.near.get(key) {
+            Some(v) => Ok(v),
+            None => Err(Box::pin(self.miss(Bytes::copy_from_slice(key), loader))),
+        };
+        async move {
+            match state {
+                Ok(v) => Ok(Some(v)),
+                Err(miss) => miss.await,
+            }
         }
+    }
+
+    /// The near-miss path of [`get_or_load`](Self::get_or_load).
+    async fn miss<E, F>(&self, key: Bytes, loader: F) -> Result<Option<Bytes>, LoadError<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<Option<Bytes>, E>> + Send + 'static,
+    {
         self.counters.near_misses.fetch_add(1, Ordering::Relaxed);
-        let key = Bytes::copy_from_slice(key);
         let fill = fill(
             self.remote.clone(),
             Arc::clone(&self.counters),

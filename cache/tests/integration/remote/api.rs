@@ -8,7 +8,7 @@ use tierkit_cache::remote::{
     Bytes, Codec, RemoteError, RemoteTier, TieredCache, Typed, TypedError, Utf8,
 };
 
-use super::support::{eventually, shared_nodes, value};
+use super::support::{eventually, shared_nodes};
 
 #[test]
 fn shared_types_are_send_and_sync() {
@@ -113,5 +113,4 @@ async fn odd_keys_and_values_round_trip() {
         c.stats().loads >= 4
     })
     .await;
-    let _ = value("unused");
 }
