@@ -107,6 +107,8 @@
 //!   `get_or_load_opt_async` (loaders must be `Send + 'static`). The in-task async loaders
 //!   (`get_with` and its siblings) need no feature and no runtime, and the write-back flusher is
 //!   a plain thread.
+//! - `redis` (implies `tokio`): the `remote` tier (`tierkit_cache::remote`): Redis servers on a consistent-hash ring
+//!   with failover, and a near cache kept coherent between app instances.
 //!
 //! **Status:** every policy, TTL, weights, listeners, stats, the sharded `ConcurrentCache`,
 //! single-flight loaders (sync and async) and the store wrappers are built and tested. Against
@@ -137,6 +139,9 @@ mod loader;
 mod loader_async;
 mod loader_task;
 mod lru;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod remote;
 mod removal;
 mod rules;
 mod s3fifo;

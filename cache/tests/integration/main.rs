@@ -13,5 +13,7 @@ mod listeners;
 mod loader;
 mod model;
 mod policies;
+#[cfg(feature = "redis")]
+mod remote;
 mod store;
 mod ttl;
