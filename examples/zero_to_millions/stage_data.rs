@@ -1074,7 +1074,7 @@ pub async fn cdn(opts: &Options, dir: &std::path::Path, metrics: &mut Vec<Metric
         stats.merge(&e.stats());
     }
     let origin_requests = origin.queries();
-    let requests = tally.count() as u64;
+    let requests = tally.count();
     let mut row = Row {
         stage: 5,
         name: "CDN".into(),
