@@ -58,11 +58,11 @@ impl Servers {
 
     fn kill(&mut self, port: u16) {
         for (p, c) in &mut self.children {
-            if *p == port {
-                if let Some(mut c) = c.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
+            if *p == port
+                && let Some(mut c) = c.take()
+            {
+                let _ = c.kill();
+                let _ = c.wait();
             }
         }
     }
