@@ -223,6 +223,10 @@ impl StorageDir for StdDir {
         self.lock_with(true)
     }
     fn unlock(&self) {
-        *self.lock.lock() = None;
+        if let Some(dir) = self.lock.lock().take() {
+            // Explicitly: a child process forked at this moment holds a copy of the handle
+            // until it execs, and closing ours alone would leave the lock held through it.
+            let _ = dir.unlock();
+        }
     }
 }

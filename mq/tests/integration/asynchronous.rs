@@ -128,6 +128,12 @@ fn concurrent_acks_share_one_journal_fsync() {
         syncs <= 2,
         "{N} concurrent acks took {syncs} journal fsyncs"
     );
+    let stats = queue.stats("t").unwrap();
+    assert_eq!(
+        stats.groups[0].journal_fsyncs,
+        1 + syncs,
+        "the first ack's fsync, then these"
+    );
     assert!(consumer.try_recv().unwrap().is_none());
 }
 

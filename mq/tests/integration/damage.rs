@@ -237,6 +237,7 @@ fn an_empty_or_headerless_last_segment_is_removed_and_reported() {
             "{len}: {:?}",
             queue.recovery_report()
         );
+        assert!(!dir.file_names().contains(&next), "{len}: removed at open");
         assert_eq!(remaining(&queue), odd());
         assert_eq!(
             queue

@@ -271,7 +271,7 @@ fn concurrent_always_producers_share_fsyncs_and_get_distinct_durable_offsets() {
     assert_eq!(all, (0..800).collect::<Vec<_>>());
     let s = q.stats("t").unwrap();
     assert_eq!((s.durable_end, s.log_end), (800, 800));
-    assert!(s.fsyncs <= 800);
+    assert!(s.fsyncs > 1 && s.fsyncs <= 800, "{s:?}");
     // Everything acknowledged to a producer survives a power loss.
     drop(q);
     dir.crash(3);

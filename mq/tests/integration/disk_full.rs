@@ -125,7 +125,14 @@ fn a_full_disk_fails_an_ack_without_poisoning_and_the_ack_can_be_retried() {
         queue.flush().unwrap();
         let first = consumer.try_recv().unwrap().unwrap();
         consumer.ack(&first).unwrap(); // creates the journal
+        // Reopen: the journal's record count now comes from replaying it.
+        drop((producer, consumer, queue));
+        dir.kill_process();
+        let queue = open(&dir, durability);
+        let producer = queue.producer("t").unwrap();
+        let consumer = queue.consumer("t", "g").unwrap();
         let second = consumer.try_recv().unwrap().unwrap();
+        assert_eq!(second.offset(), 1);
         dir.set_capacity(Some(dir.used_bytes() + 5)); // less than one 17-byte record
         let err = consumer.ack(&second).unwrap_err();
         assert!(

@@ -89,6 +89,17 @@ fn a_second_process_is_refused_even_after_lock_files_are_deleted() {
 #[test]
 fn reopening_right_after_drop_succeeds_every_time() {
     let tmp = TempDir::new("reopen");
+    // Another thread keeps forking processes: a child holds copies of this process's file
+    // handles (the lock's too) until it execs, so closing the lock's handle is not enough.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forker = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new("true").status();
+            }
+        })
+    };
     for i in 0..40u64 {
         let queue = Queue::builder()
             .durability(Durability::Interval(Duration::from_millis(5)))
@@ -108,6 +119,8 @@ fn reopening_right_after_drop_succeeds_every_time() {
         ));
         drop((producer, consumer, q2));
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    forker.join().unwrap();
 }
 
 #[test]
