@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tierkit::cache::{CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, MockClock};
+use tierkit::cache::{CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, ManualClock};
 use tierkit::lb::{Balancer, LeastLatency, RoundRobin};
 use tierkit::mq::{Consumer, Durability, Message, Queue};
 use tierkit::replication::{
@@ -946,7 +946,7 @@ pub async fn cdn(opts: &Options, dir: &std::path::Path, metrics: &mut Vec<Metric
         }
         tx.commit()?;
     }
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let ttl = Duration::from_secs(60);
     // Simulated time: the load spans four TTLs, whatever its size.
     let tick = ttl * 4 / u32::try_from(opts.requests.max(1)).unwrap_or(u32::MAX);
