@@ -217,7 +217,18 @@ mod postgres {
                  INSERT INTO example_profile VALUES (7, 'bio v0') ON CONFLICT (id) DO NOTHING",
             )
             .await?;
-        setup.commit().await?;
+        let created = setup.commit().await?;
+        // Eventual reads below may go to the replica: let it have the table first.
+        let ready = set
+            .route_waiting(
+                Intent::Read(Consistency::ReadYourWrites(created)),
+                Duration::from_secs(30),
+            )
+            .await?;
+        if ready.is_primary() {
+            return Err("the replica did not replay the table's creation within 30 s".into());
+        }
+        drop(ready);
 
         let (mut stale_eventual, mut stale_ryw, mut ryw_on_replica) = (0u32, 0u32, 0u32);
         let mut waited = Duration::ZERO;

@@ -50,17 +50,6 @@ pub(crate) type ReadBalancerFactory = Box<
         + Send,
 >;
 
-/// The set's clock, as the balancer's clock: one time for everything inside the set.
-#[derive(Debug, Clone)]
-struct SetClock(Arc<dyn crate::Clock>);
-
-impl tierkit_lb::Clock for SetClock {
-    #[inline]
-    fn now_nanos(&self) -> u64 {
-        self.0.now_nanos()
-    }
-}
-
 pub(crate) fn factory<P: Policy<NodeId>>(policy: P) -> ReadBalancerFactory {
     Box::new(move |replicas: &[NodeId], clock: Arc<dyn crate::Clock>| {
         // Health and freshness are the replica set's job: the balancer only balances among
@@ -68,7 +57,8 @@ pub(crate) fn factory<P: Policy<NodeId>>(policy: P) -> ReadBalancerFactory {
         let lb = Balancer::builder(policy)
             .backends(replicas.iter().map(|&id| Backend::new(backend_id(id), id)))
             .panic_threshold(0)
-            .clock(SetClock(clock))
+            // One time for everything inside the set: the balancer reads the set's clock.
+            .clock(clock)
             .build()?;
         Ok(Box::new(lb) as Box<dyn ReadBalancer>)
     })

@@ -86,7 +86,8 @@ pub(crate) fn shared_set() -> (Arc<ReplicaSet<Node>>, tokio::task::JoinHandle<()
     (set, task)
 }
 
-/// Creates a fresh table `name (id int primary key, at int8)` on the primary.
+/// Creates a fresh table `name (id int primary key, at int8)` on the primary, and waits until
+/// the replica (if any) has it.
 pub(crate) async fn fresh_table(set: &ReplicaSet<Node>, name: &str) {
     let w = Write::begin(set.route(Intent::Write).unwrap())
         .await
@@ -96,7 +97,18 @@ pub(crate) async fn fresh_table(set: &ReplicaSet<Node>, name: &str) {
     ))
     .await
     .unwrap();
-    w.commit().await.unwrap();
+    let created = w.commit().await.unwrap();
+    // Reads that may go to the replica need the table there first.
+    if set.stats().len() > 1 {
+        let ready = set
+            .route_waiting(
+                Intent::Read(tierkit_replication::Consistency::ReadYourWrites(created)),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert!(!ready.is_primary(), "the replica did not replay {name}");
+    }
 }
 
 /// Garbage from the outside: a node nobody listens on, a malformed connection string. Errors,
