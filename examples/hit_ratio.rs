@@ -49,6 +49,7 @@ use std::time::Instant;
 
 use tierkit::cache::{
     Cache, CacheBuilder, CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
+    TinyLfuCache,
 };
 
 #[path = "support/workload.rs"]
@@ -269,6 +270,13 @@ struct PolicySpec {
 fn policies() -> Vec<PolicySpec> {
     vec![
         PolicySpec {
+            name: "W-TinyLFU",
+            tierkit: true,
+            reference: false,
+            variant: false,
+            make: tierkit::<TinyLfuCache<u64, (), Fixed>>,
+        },
+        PolicySpec {
             name: "LRU",
             tierkit: true,
             reference: false,
@@ -392,10 +400,8 @@ fn synthetic(quick: bool) -> Vec<Workload> {
         (100_000, 1_000_000, vec![1_000, 10_000])
     };
     let mut out = Vec::new();
-    for s in [0.7, 0.9, 1.1] {
-        if quick && s != 0.9 {
-            continue;
-        }
+    let exponents: &[f64] = if quick { &[0.9] } else { &[0.6, 0.8, 1.0] };
+    for &s in exponents {
         out.push(Workload {
             name: format!("zipf {s}"),
             note: format!("Zipf s={s} over {keys} keys, {len} requests, seed {SEED:#x}"),
@@ -412,6 +418,29 @@ fn synthetic(quick: bool) -> Vec<Workload> {
              one-off keys"
         ),
         keys: workload::scan_mix(keys, 0.9, len, period, scan, SEED),
+        sizes: sizes.clone(),
+        zipf: false,
+    });
+    // Longer than the largest cache size.
+    let loop_len = sizes.iter().max().map_or(1, |m| m + m / 2);
+    out.push(Workload {
+        name: "loop mix".into(),
+        note: format!(
+            "every other request walks a loop of {loop_len} keys, the rest Zipf s=0.9 over {keys} \
+             keys; {len} requests"
+        ),
+        keys: workload::loop_mix(keys, 0.9, loop_len, len, SEED),
+        sizes: sizes.clone(),
+        zipf: false,
+    });
+    let shift = len / 10;
+    out.push(Workload {
+        name: "shifting".into(),
+        note: format!(
+            "Zipf s=0.9 over {keys} keys whose identities change every {shift} requests; {len} \
+             requests"
+        ),
+        keys: workload::shifting_zipf(keys, 0.9, shift, len, SEED),
         sizes,
         zipf: false,
     });
@@ -422,12 +451,8 @@ fn default_trace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/arc")
 }
 
-fn trace_sizes(path: &Path) -> Vec<usize> {
-    match path.file_name().and_then(|n| n.to_str()) {
-        Some(n) if n.starts_with("P3") => vec![32_768, 131_072],
-        _ => vec![250, 500, 1_000, 2_000],
-    }
-}
+/// Cache sizes for the ARC traces (every trace, unless `--sizes` says otherwise).
+const TRACE_SIZES: [usize; 5] = [250, 1_000, 2_000, 10_000, 100_000];
 
 fn trace(path: &Path) -> Result<Workload, Box<dyn Error>> {
     let keys = workload::read_arc_trace(path)?;
@@ -445,7 +470,7 @@ fn trace(path: &Path) -> Result<Workload, Box<dyn Error>> {
     Ok(Workload {
         name,
         note,
-        sizes: trace_sizes(path),
+        sizes: TRACE_SIZES.to_vec(),
         keys,
         zipf: false,
     })
@@ -458,6 +483,8 @@ struct Args {
     quick: bool,
     peer_variants: bool,
     threads: usize,
+    /// Only these columns (`--policies`), by name.
+    only: Option<Vec<String>>,
 }
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
@@ -468,6 +495,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         quick: false,
         peer_variants: false,
         threads: 2,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -487,6 +515,10 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--threads" => {
                 args.threads = value("--threads")?.parse::<usize>()?.max(1);
             }
+            "--policies" => {
+                let names = value("--policies")?;
+                args.only = Some(names.split(',').map(|n| n.trim().to_string()).collect());
+            }
             "--synthetic" => args.synthetic = Some(true),
             "--no-synthetic" => args.synthetic = Some(false),
             "--quick" => args.quick = true,
@@ -494,7 +526,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "-h" | "--help" => {
                 println!(
                     "usage: hit_ratio [--trace PATH]... [--sizes a,b,c] [--synthetic | \
-                     --no-synthetic] [--quick] [--peer-variants] [--threads N]"
+                     --no-synthetic] [--quick] [--peer-variants] [--threads N] [--policies a,b]"
                 );
                 std::process::exit(0);
             }
@@ -537,6 +569,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut policies = policies();
     policies.retain(|p| args.peer_variants || !p.variant);
+    if let Some(only) = &args.only {
+        policies.retain(|p| only.iter().any(|n| n == p.name));
+        if policies.is_empty() {
+            return Err(format!("--policies {only:?} names no column").into());
+        }
+    }
     let jobs: Vec<(usize, usize, usize)> = workloads
         .iter()
         .enumerate()

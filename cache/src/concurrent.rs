@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 
 use crate::engine::{SharedGet, Ttl};
 use crate::loader::Flights;
-use crate::{CacheBuilder, CachePolicy, CacheStats, Result};
+use crate::{CacheBuilder, CachePolicy, CacheStats, Result, TinyLfuCache};
 
 /// Shards per CPU when the builder does not say. Every lookup writes its shard's lock word, so
 /// two threads reading hot keys contend on it whenever they land on the same shard: on the
@@ -72,6 +72,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// | [`S3FifoCache`](crate::S3FifoCache) | bumps the entry's 2-bit frequency (an atomic byte) | exact, except that two threads hitting the same entry at the same instant may count once |
 /// | [`LruCache`](crate::LruCache) | marks the entry as referenced (an atomic byte, written once) | approximate, see below |
 /// | [`LfuCache`](crate::LfuCache) | cannot: the hit takes the exclusive lock | exact (per shard) |
+/// | [`TinyLfuCache`] (the default `P`) | counts the hit in the entry (an atomic byte, up to 15) | the count reaches the frequency sketch, and the entry its new place, when the entry is next handled exclusively (an eviction scan reaching it, a replacement, its removal) |
 ///
 /// **LRU approximation.** A hit does not move the entry to the front at once (that needs the
 /// exclusive lock); it marks it, and when a marked entry reaches the back of the recency list,
@@ -89,7 +90,8 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 ///
 /// [`ConcurrentCache::new`] takes a capacity and the defaults; [`ConcurrentCache::with_builder`]
 /// takes a [`CacheBuilder`] with every setting (time-to-live, weigher, removal listener, clock,
-/// hasher, shard count). The policy is the type parameter `P`, named or inferred.
+/// hasher, shard count). The policy is the type parameter `P`, named or inferred;
+/// `ConcurrentCache<K, V>` shards [`TinyLfuCache`], the default policy.
 ///
 /// # Shards and capacity
 ///
@@ -137,7 +139,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// assert_eq!(cache.len(), 4);
 /// # Ok::<(), tierkit_cache::CacheError>(())
 /// ```
-pub struct ConcurrentCache<K, V, P, S = RandomState> {
+pub struct ConcurrentCache<K, V, P = TinyLfuCache<K, V>, S = RandomState> {
     pub(crate) shards: Shards<P>,
     pub(crate) hasher: S,
     pub(crate) flights: Arc<Flights<K, S>>,

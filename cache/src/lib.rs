@@ -112,6 +112,7 @@ mod s3fifo;
 mod slab;
 mod stats;
 mod store;
+mod tinylfu;
 mod write_back;
 mod write_through;
 
@@ -131,6 +132,7 @@ pub use removal::{RemovalCause, RemovalListener, Weigher};
 pub use s3fifo::S3FifoCache;
 pub use stats::CacheStats;
 pub use store::{MemoryStore, Store};
+pub use tinylfu::TinyLfuCache;
 pub use write_back::{WriteBack, WriteBackBuilder, WriteBackStats};
 pub use write_through::{WriteMode, WriteThrough};
 

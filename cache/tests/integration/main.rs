@@ -12,4 +12,5 @@ mod loader;
 mod model;
 mod policies;
 mod store;
+mod tinylfu_model;
 mod ttl;
