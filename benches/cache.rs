@@ -509,6 +509,18 @@ fn concurrent_group(c: &mut Criterion) {
         bench_mixed(&mut g, "tierkit_lru", threads, &lru, &streams);
         let s3 = concurrent::<S3FifoCache<u64, u64>>();
         bench_mixed(&mut g, "tierkit_s3fifo", threads, &s3, &streams);
+        // The default policy (`ConcurrentCache<K, V>`), default hasher and counters, and like
+        // for like (foldhash, no counters).
+        let tiny = concurrent::<TinyLfuCache<u64, u64>>();
+        bench_mixed(&mut g, "tierkit_tinylfu", threads, &tiny, &streams);
+        let tiny_fast = concurrent_fast::<TinyLfuCache<u64, u64, _>>();
+        bench_mixed(
+            &mut g,
+            "tierkit_tinylfu_fast",
+            threads,
+            &tiny_fast,
+            &streams,
+        );
         let qc_sip = quick_sync(CAP, RandomState::new());
         bench_mixed(&mut g, "quick_cache_sip", threads, &qc_sip, &streams);
         let lru_fast = concurrent_fast::<LruCache<u64, u64, _>>();
