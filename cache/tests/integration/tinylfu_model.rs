@@ -269,3 +269,45 @@ fn default_concurrent_cache_resists_a_scan() {
         "LRU loses them all"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// With a weigher (weights up to the whole capacity, values replaced with other weights),
+    /// the cache never holds more than its capacity, its weight is the sum of what it holds,
+    /// every held value is the last one inserted, and a replaced entry is never evicted to make
+    /// room for itself.
+    #[test]
+    fn weighted_tinylfu_keeps_its_books(
+        capacity in 1u64..40,
+        ops in prop::collection::vec((0u8..16, 0u32..45, any::<bool>()), 1..300),
+    ) {
+        let mut cache: TinyLfuCache<u8, u32, Fixed> = CacheBuilder::new(capacity)
+            .hasher(Fixed::default())
+            .weigher(|_k: &u8, v: &u32| u64::from(*v))
+            .build()
+            .unwrap();
+        let mut last: HashMap<u8, u32> = HashMap::new();
+        for (k, v, read) in ops {
+            if read {
+                if let Some(got) = cache.get(&k) {
+                    prop_assert_eq!(Some(got), last.get(&k));
+                }
+            } else {
+                cache.insert(k, v);
+                last.insert(k, v);
+                if u64::from(v) <= capacity {
+                    prop_assert_eq!(cache.peek(&k), Some(&v), "a fitting entry is kept");
+                }
+            }
+            let held: Vec<(u8, u32)> = cache.iter().map(|(k, v)| (*k, *v)).collect();
+            let weight: u64 = held.iter().map(|(_, v)| u64::from(*v)).sum();
+            prop_assert_eq!(weight, cache.weight());
+            prop_assert!(weight <= capacity);
+            prop_assert_eq!(held.len(), cache.len());
+            for (k, v) in held {
+                prop_assert_eq!(last.get(&k), Some(&v));
+            }
+        }
+    }
+}
