@@ -65,7 +65,7 @@ use policy::TinyLfu;
 /// }
 /// // The scan's keys were each seen once: they lost every admission contest.
 /// assert_eq!((0..50).filter(|k| cache.contains(k)).count(), 50);
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct TinyLfuCache<K, V, S = RandomState> {
     inner: Engine<K, V, S, TinyLfu>,
