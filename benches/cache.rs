@@ -56,7 +56,7 @@ use tierkit_testkit as workload;
 use peers::{Ops, SharedOps, Tk, quick_sync};
 use tierkit::cache::{
     CacheBuilder, CachePolicy, Clock, CoarseClock, ConcurrentCache, FastHashBuilder, FifoCache,
-    LfuCache, LruCache, S3FifoCache, SystemClock,
+    LfuCache, LruCache, S3FifoCache, SystemClock, TinyLfuCache,
 };
 
 #[global_allocator]
@@ -515,6 +515,18 @@ fn concurrent_group(c: &mut Criterion) {
         bench_mixed(&mut g, "tierkit_lru", threads, &lru, &streams);
         let s3 = concurrent::<S3FifoCache<u64, u64>>();
         bench_mixed(&mut g, "tierkit_s3fifo", threads, &s3, &streams);
+        // The default policy (`ConcurrentCache<K, V>`), default hasher and counters, and like
+        // for like (foldhash, no counters).
+        let tiny = concurrent::<TinyLfuCache<u64, u64>>();
+        bench_mixed(&mut g, "tierkit_tinylfu", threads, &tiny, &streams);
+        let tiny_fast = concurrent_fast::<TinyLfuCache<u64, u64, _>>();
+        bench_mixed(
+            &mut g,
+            "tierkit_tinylfu_fast",
+            threads,
+            &tiny_fast,
+            &streams,
+        );
         let qc_sip = quick_sync(CAP, RandomState::new());
         bench_mixed(&mut g, "quick_cache_sip", threads, &qc_sip, &streams);
         let lru_fast = concurrent_fast::<LruCache<u64, u64, _>>();
@@ -634,19 +646,51 @@ fn memory_table() {
     let (c, bytes) = alloc::measure(|| filled(tk::<S3FifoCache<u64, u64>>(), &present));
     rows.push(("tierkit S3FifoCache + TTL", c.len(), bytes));
     drop(c);
-    // After evictions (every churn key is new) the S3-FIFO ghosts hold hashes of evicted keys:
-    // tierkit in a ring and table beside the cache, quick_cache in its own table.
+    let (c, bytes) = alloc::measure(|| filled(tk::<TinyLfuCache<u64, u64>>(), &present));
+    rows.push(("tierkit TinyLfuCache + TTL", c.len(), bytes));
+    drop(c);
+    // While evicting: after 3x CAP new keys every policy has evicted 2x CAP entries, the index
+    // table carries its tombstones, S3-FIFO's ghost is full and TinyLFU's sketch is in use.
     let churn = &fresh_keys()[..3 * CAP];
     let (c, bytes) =
+        alloc::measure(|| filled(filled(tk::<TinyLfuCache<u64, u64>>(), &present), churn));
+    rows.push((
+        "tierkit TinyLfuCache + TTL, evicting (after 3x churn)",
+        c.len(),
+        bytes,
+    ));
+    drop(c);
+    let (c, bytes) =
         alloc::measure(|| filled(filled(tk::<S3FifoCache<u64, u64>>(), &present), churn));
-    rows.push(("tierkit S3FifoCache + TTL, after 3x churn", c.len(), bytes));
+    rows.push(("tierkit S3FifoCache + TTL, evicting", c.len(), bytes));
     drop(c);
     let (c, bytes) = alloc::measure(|| filled(filled(tk::<LruCache<u64, u64>>(), &present), churn));
-    rows.push(("tierkit LruCache + TTL, after 3x churn", c.len(), bytes));
+    rows.push(("tierkit LruCache + TTL, evicting", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| filled(filled(tk::<LfuCache<u64, u64>>(), &present), churn));
+    rows.push(("tierkit LfuCache + TTL, evicting", c.len(), bytes));
+    drop(c);
+    let (c, bytes) =
+        alloc::measure(|| filled(filled(tk::<FifoCache<u64, u64>>(), &present), churn));
+    rows.push(("tierkit FifoCache + TTL, evicting", c.len(), bytes));
     drop(c);
     let qc = || quick_cache::unsync::Cache::<u64, u64>::new(CAP);
     let (c, bytes) = alloc::measure(|| filled(filled(qc(), &present), churn));
-    rows.push(("quick_cache::unsync::Cache, after 3x churn", c.len(), bytes));
+    rows.push(("quick_cache::unsync::Cache, evicting", c.len(), bytes));
+    drop(c);
+    let (c, bytes) = alloc::measure(|| {
+        let c = moka::sync::Cache::<u64, u64>::new(CAP as u64);
+        for &k in present.iter().chain(churn) {
+            c.insert(k, k);
+        }
+        c.run_pending_tasks();
+        c
+    });
+    rows.push((
+        "moka::sync::Cache, evicting",
+        c.entry_count() as usize,
+        bytes,
+    ));
     drop(c);
     let (c, bytes) = alloc::measure(|| {
         let c = concurrent::<LruCache<u64, u64>>();

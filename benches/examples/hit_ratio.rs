@@ -5,6 +5,7 @@
 //! cargo run --release -p tierkit-benches --example hit_ratio                      # ARC traces (if found) + synthetic
 //! cargo run --release -p tierkit-benches --example hit_ratio -- --trace ../shared/traces/arc/OLTP.lis.zst --sizes 250,1000,2000
 //! cargo run --release -p tierkit-benches --example hit_ratio -- --quick           # small synthetic only (CI smoke)
+//! cargo run --release -p tierkit-benches --example hit_ratio -- --policies W-TinyLFU,moka   # only these columns
 //! ```
 //!
 //! Options: `--trace PATH` (repeatable; replays only those traces), `--sizes a,b,c` (cache sizes
@@ -14,7 +15,8 @@
 //! and tierkit's `ConcurrentCache<S3FifoCache>` with its default shard count, "S3-FIFO sharded").
 //!
 //! Traces: by default `OLTP.lis.zst` and `P3.lis.zst` from `../shared/traces/arc/` (relative to
-//! the repository root); a missing trace is skipped with a note. They come from the ARC paper:
+//! the repository root; `$TIERKIT_TRACES` names another directory); a missing trace is skipped
+//! with a note. They come from the ARC paper:
 //! Nimrod Megiddo and Dharmendra S. Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache",
 //! USENIX FAST'03, pp. 115-130. Cite it wherever these results appear.
 //!
@@ -49,10 +51,13 @@ use std::time::Instant;
 
 use tierkit::cache::{
     Cache, CacheBuilder, CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
+    TinyLfuCache,
 };
 
 #[path = "../support/arc.rs"]
 mod arc;
+#[path = "../support/mixes.rs"]
+mod mixes;
 
 /// One cache under test, driven request by request.
 trait Replay {
@@ -179,6 +184,9 @@ impl Replay for Moka {
     }
 }
 
+/// The column of the crate's default policy (`TinyLfuCache`, what `ConcurrentCache<K, V>` shards).
+const DEFAULT: &str = "W-TinyLFU";
+
 /// moka may hold at most `capacity / MOKA_SLACK` entries beyond its capacity (at least 1 insert
 /// between synchronisations): 0.4%.
 const MOKA_SLACK: usize = 256;
@@ -268,6 +276,13 @@ struct PolicySpec {
 
 fn policies() -> Vec<PolicySpec> {
     vec![
+        PolicySpec {
+            name: DEFAULT,
+            tierkit: true,
+            reference: false,
+            variant: false,
+            make: tierkit::<TinyLfuCache<u64, (), Fixed>>,
+        },
         PolicySpec {
             name: "LRU",
             tierkit: true,
@@ -392,10 +407,8 @@ fn synthetic(quick: bool) -> Vec<Workload> {
         (100_000, 1_000_000, vec![1_000, 10_000])
     };
     let mut out = Vec::new();
-    for s in [0.7, 0.9, 1.1] {
-        if quick && s != 0.9 {
-            continue;
-        }
+    let exponents: &[f64] = if quick { &[0.9] } else { &[0.6, 0.8, 1.0] };
+    for &s in exponents {
         out.push(Workload {
             name: format!("zipf {s}"),
             note: format!("Zipf s={s} over {keys} keys, {len} requests, seed {SEED:#x}"),
@@ -412,22 +425,46 @@ fn synthetic(quick: bool) -> Vec<Workload> {
              one-off keys"
         ),
         keys: tierkit_testkit::scan_mix(keys, 0.9, len, period, scan, SEED),
+        sizes: sizes.clone(),
+        zipf: false,
+    });
+    // Longer than the largest cache size.
+    let loop_len = sizes.iter().max().map_or(1, |m| m + m / 2);
+    out.push(Workload {
+        name: "loop mix".into(),
+        note: format!(
+            "every other request walks a loop of {loop_len} keys, the rest Zipf s=0.9 over {keys} \
+             keys; {len} requests"
+        ),
+        keys: mixes::loop_mix(keys, 0.9, loop_len, len, SEED),
+        sizes: sizes.clone(),
+        zipf: false,
+    });
+    let shift = len / 10;
+    out.push(Workload {
+        name: "shifting".into(),
+        note: format!(
+            "Zipf s=0.9 over {keys} keys whose identities change every {shift} requests; {len} \
+             requests"
+        ),
+        keys: mixes::shifting_zipf(keys, 0.9, shift, len, SEED),
         sizes,
         zipf: false,
     });
     out
 }
 
+/// `$TIERKIT_TRACES` if set (a git worktree elsewhere than the main checkout), else
+/// `../shared/traces/arc` next to the repository.
 fn default_trace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/arc")
+    std::env::var_os("TIERKIT_TRACES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/arc"),
+        PathBuf::from,
+    )
 }
 
-fn trace_sizes(path: &Path) -> Vec<usize> {
-    match path.file_name().and_then(|n| n.to_str()) {
-        Some(n) if n.starts_with("P3") => vec![32_768, 131_072],
-        _ => vec![250, 500, 1_000, 2_000],
-    }
-}
+/// Cache sizes for the ARC traces (every trace, unless `--sizes` says otherwise).
+const TRACE_SIZES: [usize; 5] = [250, 1_000, 2_000, 10_000, 100_000];
 
 fn trace(path: &Path) -> Result<Workload, Box<dyn Error>> {
     let keys = arc::read_arc_trace(path)?;
@@ -445,7 +482,7 @@ fn trace(path: &Path) -> Result<Workload, Box<dyn Error>> {
     Ok(Workload {
         name,
         note,
-        sizes: trace_sizes(path),
+        sizes: TRACE_SIZES.to_vec(),
         keys,
         zipf: false,
     })
@@ -458,6 +495,8 @@ struct Args {
     quick: bool,
     peer_variants: bool,
     threads: usize,
+    /// Only these columns (`--policies`), by name.
+    only: Option<Vec<String>>,
 }
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
@@ -468,6 +507,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         quick: false,
         peer_variants: false,
         threads: 2,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -487,6 +527,10 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--threads" => {
                 args.threads = value("--threads")?.parse::<usize>()?.max(1);
             }
+            "--policies" => {
+                let names = value("--policies")?;
+                args.only = Some(names.split(',').map(|n| n.trim().to_string()).collect());
+            }
             "--synthetic" => args.synthetic = Some(true),
             "--no-synthetic" => args.synthetic = Some(false),
             "--quick" => args.quick = true,
@@ -494,7 +538,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "-h" | "--help" => {
                 println!(
                     "usage: hit_ratio [--trace PATH]... [--sizes a,b,c] [--synthetic | \
-                     --no-synthetic] [--quick] [--peer-variants] [--threads N]"
+                     --no-synthetic] [--quick] [--peer-variants] [--threads N] [--policies a,b]"
                 );
                 std::process::exit(0);
             }
@@ -537,6 +581,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut policies = policies();
     policies.retain(|p| args.peer_variants || !p.variant);
+    if let Some(only) = &args.only {
+        policies.retain(|p| only.iter().any(|n| n == p.name));
+        if policies.is_empty() {
+            return Err(format!("--policies {only:?} names no column").into());
+        }
+    }
     let jobs: Vec<(usize, usize, usize)> = workloads
         .iter()
         .enumerate()
@@ -664,6 +714,9 @@ fn check_goals(
     // Per tierkit policy: (cells compared, cells more than 1 point below LRU).
     let mut below: Vec<(usize, Vec<String>)> = vec![(0, Vec::new()); policies.len()];
     let mut lfu_wins = (0, Vec::new());
+    // The default policy's rule: within 0.5 point of the better of moka and quick_cache, and no
+    // more than 1 point below LRU, in every cell.
+    let mut default_rule = (0, Vec::new());
     for (w, wl) in workloads.iter().enumerate() {
         for (s, size) in wl.sizes.iter().enumerate() {
             let at = |name: &str| by_name(name).and_then(|p| ratio(w, s, p));
@@ -685,6 +738,17 @@ fn check_goals(
                             below[p].1.push(format!("{cell} ({r:.2} vs {lru:.2})"));
                         }
                     }
+                }
+            }
+            if let (Some(d), Some(lru), Some(moka), Some(qc)) =
+                (at(DEFAULT), at("LRU"), at("moka"), at("quick_cache"))
+            {
+                default_rule.0 += 1;
+                let best = moka.max(qc);
+                if d < best - 0.5 || d < lru - 1.0 {
+                    default_rule.1.push(format!(
+                        "{cell} ({d:.2}; best peer {best:.2}, LRU {lru:.2})"
+                    ));
                 }
             }
             if wl.zipf
@@ -754,6 +818,18 @@ fn check_goals(
                 ),
             );
         }
+    }
+    if default_rule.0 > 0 {
+        verdict(
+            default_rule.1.is_empty(),
+            format!(
+                "{DEFAULT} (the default) within 0.5 point of the better of moka and quick_cache \
+                 and no more than 1 point below LRU in {}/{} cells{}",
+                default_rule.0 - default_rule.1.len(),
+                default_rule.0,
+                list(&default_rule.1)
+            ),
+        );
     }
     if lfu_wins.0 > 0 {
         verdict(

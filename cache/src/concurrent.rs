@@ -75,6 +75,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// | [`S3FifoCache`](crate::S3FifoCache) | bumps the entry's 2-bit frequency (an atomic byte) | exact, except that two threads hitting the same entry at the same instant may count once |
 /// | [`LruCache`](crate::LruCache) | marks the entry as referenced (an atomic byte, written once) | approximate, see below |
 /// | [`LfuCache`](crate::LfuCache) | cannot: the hit takes the exclusive lock | exact (per shard) |
+/// | [`TinyLfuCache`](crate::TinyLfuCache) (the default `P`) | counts the hit in the entry (an atomic byte, up to 15) | the count reaches the frequency sketch, and the entry its new place, when the entry is next handled exclusively (an eviction scan reaching it, a replacement, its removal) |
 ///
 /// **LRU approximation.** A hit does not move the entry to the front at once (that needs the
 /// exclusive lock); it marks it, and when a marked entry reaches the back of the recency list,
@@ -110,7 +111,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 ///
 /// | type | policy |
 /// |---|---|
-/// | `ConcurrentCache<K, V>` | [`DefaultPolicy`] |
+/// | `ConcurrentCache<K, V>` | [`DefaultPolicy`] ([`TinyLfuCache`](crate::TinyLfuCache) shards) |
 /// | [`ConcurrentLru<K, V>`](crate::ConcurrentLru) | [`LruCache`](crate::LruCache) shards |
 /// | [`ConcurrentLfu<K, V>`](crate::ConcurrentLfu) | [`LfuCache`](crate::LfuCache) shards |
 /// | [`ConcurrentFifo<K, V>`](crate::ConcurrentFifo) | [`FifoCache`](crate::FifoCache) shards |

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use crate::{
     CacheBuilder, CachePolicy, Clock, ConcurrentCache, Expiry, FifoCache, LfuCache, LruCache,
-    RemovalListener, Result, S3FifoCache, Weigher,
+    RemovalListener, Result, S3FifoCache, TinyLfuCache, Weigher,
 };
 
 /// The policy of a [`ConcurrentCache`] whose type does not name one, and of
 /// [`ConcurrentCache::builder`] unless [`policy`](ConcurrentCacheBuilder::policy) picks another.
 /// Its marker for `policy(..)` is [`policy::Default`](crate::policy::Default).
-pub type DefaultPolicy<K, V, S = RandomState> = LruCache<K, V, S>;
+/// It is [`TinyLfuCache`] (W-TinyLFU with an adaptive window): see the crate README's hit-ratio
+/// table for why, and where it falls short.
+pub type DefaultPolicy<K, V, S = RandomState> = TinyLfuCache<K, V, S>;
 
 /// A [`ConcurrentCache`] of [`LruCache`] shards.
 pub type ConcurrentLru<K, V, S = RandomState> = ConcurrentCache<K, V, LruCache<K, V, S>, S>;
@@ -22,6 +24,8 @@ pub type ConcurrentLru<K, V, S = RandomState> = ConcurrentCache<K, V, LruCache<K
 pub type ConcurrentLfu<K, V, S = RandomState> = ConcurrentCache<K, V, LfuCache<K, V, S>, S>;
 /// A [`ConcurrentCache`] of [`FifoCache`] shards.
 pub type ConcurrentFifo<K, V, S = RandomState> = ConcurrentCache<K, V, FifoCache<K, V, S>, S>;
+/// A [`ConcurrentCache`] of [`TinyLfuCache`] shards (what `ConcurrentCache<K, V>` is).
+pub type ConcurrentTinyLfu<K, V, S = RandomState> = ConcurrentCache<K, V, TinyLfuCache<K, V, S>, S>;
 /// A [`ConcurrentCache`] of [`S3FifoCache`] shards.
 pub type ConcurrentS3Fifo<K, V, S = RandomState> = ConcurrentCache<K, V, S3FifoCache<K, V, S>, S>;
 
@@ -47,7 +51,7 @@ pub mod policy {
     use std::hash::{BuildHasher, Hash};
 
     use super::PolicyKind;
-    use crate::{FifoCache, LfuCache, LruCache, S3FifoCache};
+    use crate::{FifoCache, LfuCache, LruCache, S3FifoCache, TinyLfuCache};
 
     macro_rules! kind {
         ($(#[$doc:meta])* $marker:ident => $cache:ident) => {
@@ -68,7 +72,11 @@ pub mod policy {
 
     kind!(
         /// [`DefaultPolicy`](crate::DefaultPolicy): what `ConcurrentCache<K, V>` uses.
-        Default => LruCache
+        Default => TinyLfuCache
+    );
+    kind!(
+        /// [`TinyLfuCache`] shards: W-TinyLFU with an adaptive window (the default).
+        TinyLfu => TinyLfuCache
     );
     kind!(
         /// [`LruCache`] shards: least recently used (CLOCK-approximated under shared locks).

@@ -1,4 +1,4 @@
-//! # tierkit-cache: LRU, LFU, FIFO and S3-FIFO caches with TTL
+//! # tierkit-cache: W-TinyLFU, LRU, LFU, FIFO and S3-FIFO caches with TTL
 //!
 //! ```
 //! use std::time::Duration;
@@ -17,7 +17,8 @@
 //! # Ok::<(), tierkit_cache::Error>(())
 //! ```
 //!
-//! The single-owner caches ([`LruCache`], [`FifoCache`], [`LfuCache`], [`S3FifoCache`]) share
+//! The single-owner caches ([`TinyLfuCache`], [`LruCache`], [`FifoCache`], [`LfuCache`],
+//! [`S3FifoCache`]) share
 //! the [`Cache`] trait and the [`CacheBuilder`]: capacity by entry count or by weight (a
 //! [`Weigher`]), a default and per-entry time-to-live read from an injectable [`Clock`], a
 //! [`RemovalListener`] that hears every removal with its [`RemovalCause`], and [`CacheStats`];
@@ -28,7 +29,9 @@
 //! (and with a weigher) it grows on demand. An `LruCache<u64, u64>` with a TTL uses about 48
 //! bytes per entry besides the key and value.
 //!
-//! [`ConcurrentCache`] shards any of them behind read-write locks: lookups share the lock (see
+//! [`ConcurrentCache`] shards any of them behind read-write locks (`ConcurrentCache<K, V>`
+//! shards [`TinyLfuCache`], the default policy: the crate README's hit-ratio table shows why and
+//! where it falls short): lookups share the lock (see
 //! [policies under a shared lock](ConcurrentCache#policies-under-a-shared-lock)), each key is
 //! hashed once, and a missing key is loaded once however many callers miss it, blocking
 //! ([`get_or_load`](ConcurrentCache::get_or_load);
@@ -61,6 +64,7 @@
 //!
 //! | policy | evicts | a hit | iteration order |
 //! |---|---|---|---|
+//! | [`TinyLfuCache`] (the default) | the less frequent of the window's oldest and the main space's least recent entry (W-TinyLFU; a frequency sketch counts requests, a hill climber sizes the window) | counts; reorders its segment | protected, probation, then window; each most recent first |
 //! | [`LruCache`] | least recently used | moves to the front | most to least recent |
 //! | [`FifoCache`] | oldest insert | nothing | newest to oldest |
 //! | [`LfuCache`] | least frequently used, then least recent; counts halve as traffic moves on ([`LfuAging`]) | counts | most to least frequent |
@@ -148,6 +152,7 @@ mod s3fifo;
 mod slab;
 mod stats;
 mod store;
+mod tinylfu;
 mod write_back;
 mod write_through;
 
@@ -157,7 +162,7 @@ pub use coarse_clock::CoarseClock;
 pub use concurrent::ConcurrentCache;
 pub use concurrent_builder::{
     Built, ConcurrentCacheBuilder, ConcurrentFifo, ConcurrentLfu, ConcurrentLru, ConcurrentS3Fifo,
-    DefaultPolicy, PolicyKind, policy,
+    ConcurrentTinyLfu, DefaultPolicy, PolicyKind, policy,
 };
 pub use engine::Iter;
 pub use error::{Error, Rejected, Result};
@@ -175,6 +180,7 @@ pub use rules::Expiry;
 pub use s3fifo::S3FifoCache;
 pub use stats::CacheStats;
 pub use store::{MemoryStore, Store};
+pub use tinylfu::TinyLfuCache;
 pub use write_back::{WriteBack, WriteBackBuilder, WriteBackStats};
 pub use write_through::{WriteMode, WriteThrough};
 

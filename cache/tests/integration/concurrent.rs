@@ -18,6 +18,8 @@ fn assert_send_sync<T: Send + Sync>() {}
 fn shared_types_are_send_and_sync() {
     assert_send_sync::<Lru<String, Vec<u8>>>();
     assert_send_sync::<ConcurrentCache<u64, Arc<str>, S3FifoCache<u64, Arc<str>>>>();
+    // The default policy (TinyLfuCache).
+    assert_send_sync::<ConcurrentCache<u64, Arc<str>>>();
     assert_send_sync::<tierkit_cache::LoadError<std::io::Error>>();
     assert_send_sync::<tierkit_cache::CoarseClock>();
     assert_send_sync::<tierkit_cache::LoadOutcome>();
@@ -186,6 +188,7 @@ fn works_over_every_policy() {
     exercise::<LfuCache<u32, u32>>();
     exercise::<tierkit_cache::FifoCache<u32, u32>>();
     exercise::<S3FifoCache<u32, u32>>();
+    exercise::<tierkit_cache::TinyLfuCache<u32, u32>>();
 }
 
 fn stress<P>()
@@ -246,6 +249,11 @@ where
 #[test]
 fn stress_lru() {
     stress::<LruCache<u64, u64>>();
+}
+
+#[test]
+fn stress_default_tinylfu() {
+    stress::<tierkit_cache::TinyLfuCache<u64, u64>>();
 }
 
 #[test]
@@ -541,6 +549,15 @@ fn a_hit_allocates_nothing() {
     for k in 0..100 {
         sum += cache.get(&k).unwrap();
     }
+    assert_eq!(tierkit_testkit::allocations_by_this_thread(), before);
+    assert_eq!(sum, 4950);
+    // The same on the default policy (TinyLfuCache: a shared hit counts in the entry).
+    let default: ConcurrentCache<u64, u64> = ConcurrentCache::new(1000).unwrap();
+    for k in 0..100 {
+        default.insert(k, k);
+    }
+    let before = tierkit_testkit::allocations_by_this_thread();
+    let sum: u64 = (0..100).map(|k| default.get(&k).unwrap()).sum();
     assert_eq!(tierkit_testkit::allocations_by_this_thread(), before);
     assert_eq!(sum, 4950);
 }

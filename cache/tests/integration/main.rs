@@ -16,4 +16,5 @@ mod policies;
 #[cfg(feature = "redis")]
 mod remote;
 mod store;
+mod tinylfu_model;
 mod ttl;
