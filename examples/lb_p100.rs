@@ -85,7 +85,8 @@ fn weights(n: usize) -> Vec<u32> {
 
 fn run<P: Policy<u64>>(name: &str, policy: P, n: usize, picks: u64) -> Row {
     let w = weights(n);
-    let lb = Balancer::builder(policy)
+    let lb = Balancer::builder()
+        .policy(policy)
         .backends((0..n as u64).map(|i| {
             Backend::new(i, i)
                 .weight(w[i as usize])
