@@ -70,7 +70,8 @@ fn weights(n: usize) -> Vec<u32> {
 }
 
 fn tierkit<P: Policy<u64>>(policy: P, weights: &[u32]) -> Balancer<u64, P> {
-    Balancer::builder(policy)
+    Balancer::builder()
+        .policy(policy)
         .backends(
             (0u64..)
                 .zip(weights)

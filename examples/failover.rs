@@ -219,7 +219,8 @@ async fn main() -> ExitCode {
         addrs.push(addr);
         tasks.push(tokio::spawn(serve(listener)));
     }
-    let built = Balancer::builder(PowerOfTwoChoices::new())
+    let built = Balancer::builder()
+        .policy(PowerOfTwoChoices::new())
         .backends(
             addrs
                 .iter()

@@ -577,7 +577,7 @@ pub async fn replication(
 ) -> Result<Replication> {
     let cluster = Cluster::start(opts, dir, 2)?;
     let pool = Pool::new(
-        Balancer::builder(RoundRobin::new()),
+        Balancer::builder().policy(RoundRobin::new()),
         replicated_app(Arc::clone(&cluster)),
     )?;
     for id in 1..=4 {
@@ -765,7 +765,7 @@ where
     let cache: Arc<ProfileCache<P>> = Arc::new(ConcurrentCache::new(capacity)?);
     let loads = Arc::new(AtomicU64::new(0));
     let pool = Pool::new(
-        Balancer::builder(RoundRobin::new()),
+        Balancer::builder().policy(RoundRobin::new()),
         cached_app(Arc::clone(cluster), Arc::clone(&cache), Arc::clone(&loads)),
     )?;
     for id in 1..=4 {

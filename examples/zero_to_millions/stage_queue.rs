@@ -204,7 +204,7 @@ pub async fn photo_queue(
             other => Err(AppError(format!("unsupported {other:?}"))),
         })
     };
-    let pool = Pool::new(Balancer::builder(RoundRobin::new()), handler)?;
+    let pool = Pool::new(Balancer::builder().policy(RoundRobin::new()), handler)?;
     for id in 1..=3 {
         pool.start(id, None)?;
     }

@@ -286,7 +286,7 @@ pub async fn sharding(
             other => Err(AppError(format!("unsupported {other:?}"))),
         })
     };
-    let pool = Pool::new(Balancer::builder(RoundRobin::new()), handler)?;
+    let pool = Pool::new(Balancer::builder().policy(RoundRobin::new()), handler)?;
     for id in 1..=4 {
         pool.start(id, None)?;
     }

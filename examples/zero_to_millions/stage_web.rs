@@ -288,7 +288,7 @@ pub async fn single(
 ) -> Result<Single> {
     let db = seeded_db(opts, dir, "db")?;
     let pool = Pool::new(
-        Balancer::builder(RoundRobin::new()),
+        Balancer::builder().policy(RoundRobin::new()),
         profile_app(Arc::clone(&db)),
     )?;
     pool.start(1, None)?;
@@ -368,12 +368,14 @@ pub async fn balanced(
     const ADDED: u64 = 5;
     let db = seeded_db(opts, dir, "db")?;
     let pool = Pool::new(
-        Balancer::builder(RoundRobin::new()).outlier_detection(
-            OutlierDetection::new()
-                .consecutive_failures(3)
-                .base_ejection(Duration::from_secs(600))
-                .max_ejected_percent(50),
-        ),
+        Balancer::builder()
+            .policy(RoundRobin::new())
+            .outlier_detection(
+                OutlierDetection::new()
+                    .consecutive_failures(3)
+                    .base_ejection(Duration::from_secs(600))
+                    .max_ejected_percent(50),
+            ),
         profile_app(Arc::clone(&db)),
     )?;
     for id in 1..=SERVERS {
@@ -585,7 +587,7 @@ where
     P: Policy<Endpoint> + Send + Sync + 'static,
     P::Prepared: Send + Sync,
 {
-    let pool = Pool::new(Balancer::builder(policy), session_app(store))?;
+    let pool = Pool::new(Balancer::builder().policy(policy), session_app(store))?;
     for id in 1..=3 {
         pool.start(id, None)?;
     }
@@ -773,7 +775,7 @@ pub async fn multi_dc(
     });
     let policy =
         Locality::new(RoundRobin::new()).tier(Tier::new().zone("us-east", 70).zone("us-west", 30));
-    let pool = Pool::new(Balancer::builder(policy), handler)?;
+    let pool = Pool::new(Balancer::builder().policy(policy), handler)?;
     for id in EAST {
         pool.start(id, Some("us-east"))?;
     }

@@ -12,7 +12,9 @@ use crate::builder::BalancerBuilder;
 use crate::control::{Control, Republish};
 use crate::snapshot::{Core, Entry, RETIRED, Snapshot};
 use crate::tagged::TypeTag;
-use crate::{Backend, BackendId, Drain, Error, Member, Policy, Rejected, Result, eject};
+use crate::{
+    Backend, BackendId, Drain, Error, LeastLatency, Member, Policy, Rejected, Result, eject,
+};
 
 /// A pool of backends and a [`Policy`]: asks for one backend per request.
 ///
@@ -32,7 +34,7 @@ use crate::{Backend, BackendId, Drain, Error, Member, Policy, Rejected, Result, 
 /// use std::time::Duration;
 /// use tierkit_lb::{Backend, Balancer, Context, NoBackend, OutlierDetection, PowerOfTwoChoices};
 ///
-/// let lb = Balancer::builder(PowerOfTwoChoices::new())
+/// let lb = Balancer::builder().policy(PowerOfTwoChoices::new())
 ///     .backends((1..=3).map(|i| Backend::new(i, format!("10.0.0.{i}:8080"))))
 ///     .outlier_detection(OutlierDetection::new().consecutive_failures(3))
 ///     .build()?;
@@ -58,13 +60,24 @@ pub struct Balancer<B, P: Policy<B>> {
     pub(crate) starts: AtomicUsize,
 }
 
-impl<B, P: Policy<B>> Balancer<B, P> {
-    /// Starts configuring a balancer with `policy`. [`LeastLatency::new`](crate::LeastLatency::new)
-    /// is the recommended default (see the crate README's situation table).
-    pub fn builder(policy: P) -> BalancerBuilder<B, P> {
-        BalancerBuilder::new(policy)
+impl<B> Balancer<B, LeastLatency> {
+    /// Starts configuring a balancer with the recommended default policy,
+    /// [`LeastLatency::new`] (peak EWMA x load over all backends up to 16 backends, power of
+    /// two choices above; see the crate README's situation table). [`BalancerBuilder::policy`] picks another.
+    ///
+    /// ```
+    /// use tierkit_lb::{Backend, Balancer, LeastLatency};
+    ///
+    /// let lb = Balancer::builder().backends((0..4).map(|i| Backend::new(i, i))).build()?;
+    /// let _: &LeastLatency = lb.policy();
+    /// # Ok::<(), tierkit_lb::Error>(())
+    /// ```
+    pub fn builder() -> BalancerBuilder<B, LeastLatency> {
+        BalancerBuilder::with_policy(LeastLatency::new())
     }
+}
 
+impl<B, P: Policy<B>> Balancer<B, P> {
     /// Hashes a request key with the balancer's keyed SipHash, for
     /// [`Context::with_hash`](crate::Context::with_hash).
     #[inline]
@@ -365,7 +378,8 @@ mod tests {
     /// under Miri too: `cargo +nightly miri test -p tierkit-lb --lib`).
     #[test]
     fn leases_outlive_removal_drain_and_the_balancer() {
-        let lb = Balancer::builder(RoundRobin::new())
+        let lb = Balancer::builder()
+            .policy(RoundRobin::new())
             .backends((0..3u64).map(|i| Backend::new(i, format!("backend-{i}"))))
             .build()
             .unwrap_or_else(|_| unreachable!());
@@ -398,7 +412,8 @@ mod tests {
         assert_eq!(*more, "backend-2");
         drop(more);
         // A fresh balancer on this thread after the old one's cache entry went stale.
-        let lb = Balancer::builder(PowerOfTwoChoices::new())
+        let lb = Balancer::builder()
+            .policy(PowerOfTwoChoices::new())
             .backends((0..2u64).map(|i| Backend::new(i, i)))
             .build()
             .unwrap_or_else(|_| unreachable!());

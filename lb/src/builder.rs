@@ -16,9 +16,9 @@ use crate::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use tierkit_lb::{Backend, Balancer, LeastLatency, OutlierDetection, SlowStart};
+/// use tierkit_lb::{Backend, Balancer, OutlierDetection, SlowStart};
 ///
-/// let lb = Balancer::builder(LeastLatency::new())
+/// let lb = Balancer::builder()
 ///     .backends((0..4).map(|i| Backend::new(i, format!("app-{i}"))))
 ///     .outlier_detection(OutlierDetection::new())
 ///     .slow_start(SlowStart::new(Duration::from_secs(30)))
@@ -43,7 +43,7 @@ pub struct BalancerBuilder<B, P> {
 }
 
 impl<B, P: Policy<B>> BalancerBuilder<B, P> {
-    pub(crate) fn new(policy: P) -> Self {
+    pub(crate) fn with_policy(policy: P) -> Self {
         Self {
             policy,
             backends: Vec::new(),
@@ -56,6 +56,32 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
             hasher: KeyHasher::DEFAULT,
             start_unhealthy: false,
             background_refresh: true,
+        }
+    }
+
+    /// Balances with `policy` instead of the default [`LeastLatency::new`](crate::LeastLatency::new)
+    /// (keeps every other setting).
+    ///
+    /// ```
+    /// use tierkit_lb::{Backend, Balancer, RoundRobin};
+    ///
+    /// let lb = Balancer::builder().policy(RoundRobin::new()).backend(Backend::new(1, "a")).build()?;
+    /// let _: &RoundRobin = lb.policy();
+    /// # Ok::<(), tierkit_lb::Error>(())
+    /// ```
+    pub fn policy<Q: Policy<B>>(self, policy: Q) -> BalancerBuilder<B, Q> {
+        BalancerBuilder {
+            policy,
+            backends: self.backends,
+            clock: self.clock,
+            outlier: self.outlier,
+            slow_start: self.slow_start,
+            decay: self.decay,
+            failure_penalty: self.failure_penalty,
+            panic_threshold: self.panic_threshold,
+            hasher: self.hasher,
+            start_unhealthy: self.start_unhealthy,
+            background_refresh: self.background_refresh,
         }
     }
 

@@ -45,7 +45,7 @@ pub(crate) fn signal_drained() {
 /// use std::time::Duration;
 /// use tierkit_lb::{Backend, Balancer, Context, RoundRobin};
 ///
-/// let lb = Balancer::builder(RoundRobin::new()).backends((0..2).map(|i| Backend::new(i, i))).build()?;
+/// let lb = Balancer::builder().policy(RoundRobin::new()).backends((0..2).map(|i| Backend::new(i, i))).build()?;
 /// let lease = lb.pick(&Context::new())?;
 /// let drain = lb.drain(lease.id())?;
 /// assert!(!drain.is_complete());

@@ -98,7 +98,7 @@ impl Error {
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Error, RoundRobin};
 ///
-/// let lb = Balancer::builder(RoundRobin::new()).backend(Backend::new(1, "a")).build()?;
+/// let lb = Balancer::builder().policy(RoundRobin::new()).backend(Backend::new(1, "a")).build()?;
 /// let refused = lb.add(Backend::new(1, "pool-b")).unwrap_err();
 /// assert!(matches!(refused.error(), Error::DuplicateId(_)));
 /// assert_eq!(*refused.into_inner().value(), "pool-b");

@@ -136,7 +136,7 @@ pub(crate) const RAMP_STEPS: u32 = 20;
 ///
 /// // Quartic: the minimum 10% until 56% of the window, half the weight at 84% of it.
 /// let ss = SlowStart::new(Duration::from_secs(30)).aggression(0.25);
-/// let lb = Balancer::builder(WeightedRoundRobin::new())
+/// let lb = Balancer::builder().policy(WeightedRoundRobin::new())
 ///     .backend(Backend::new(1, "10.0.0.1:80"))
 ///     .slow_start(ss)
 ///     .build()?;

@@ -29,7 +29,7 @@ use crate::shared::{LeaseRef, Member};
 /// use std::time::Duration;
 /// use tierkit_lb::{Backend, Balancer, Context, RoundRobin};
 ///
-/// let lb = Balancer::builder(RoundRobin::new()).backend(Backend::new(1, "10.0.0.1:80")).build()?;
+/// let lb = Balancer::builder().policy(RoundRobin::new()).backend(Backend::new(1, "10.0.0.1:80")).build()?;
 /// let lease = lb.pick(&Context::new())?;
 /// assert_eq!(*lease, "10.0.0.1:80");
 /// assert_eq!(lb.stats().backends[0].in_flight, 1);

@@ -10,9 +10,9 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tierkit_lb::{Backend, Balancer, Context, LeastLatency, OutlierDetection};
+//! use tierkit_lb::{Backend, Balancer, Context, OutlierDetection};
 //!
-//! let lb = Balancer::builder(LeastLatency::new()) // the recommended default
+//! let lb = Balancer::builder() // the recommended default policy: LeastLatency::new()
 //!     .backends((1..=3).map(|i| Backend::new(i, format!("10.0.0.{i}:8080"))))
 //!     .outlier_detection(OutlierDetection::new().consecutive_failures(5))
 //!     .build()?;

@@ -54,7 +54,8 @@ pub(crate) fn factory<P: Policy<NodeId>>(policy: P) -> ReadBalancerFactory {
     Box::new(move |replicas: &[NodeId], clock: Arc<dyn crate::Clock>| {
         // Health and freshness are the replica set's job: the balancer only balances among
         // the replicas it is allowed to use, so its own panic threshold is off.
-        let lb = Balancer::builder(policy)
+        let lb = Balancer::builder()
+            .policy(policy)
             .backends(replicas.iter().map(|&id| Backend::new(backend_id(id), id)))
             .panic_threshold(0)
             // One time for everything inside the set: the balancer reads the set's clock.

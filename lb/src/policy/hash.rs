@@ -42,7 +42,7 @@ pub enum HashAlgorithm {
 /// ```
 /// use tierkit_lb::{Backend, Balancer, ConsistentHash, Context};
 ///
-/// let lb = Balancer::builder(ConsistentHash::maglev().bounded(1.25)?)
+/// let lb = Balancer::builder().policy(ConsistentHash::maglev().bounded(1.25)?)
 ///     .backends((0..5).map(|i| Backend::new(i, format!("cache-{i}"))))
 ///     .build()?;
 /// let ctx = Context::new().with_hash(lb.hash_key("user:42"));

@@ -15,7 +15,7 @@ use crate::{Context, Policy, View};
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, LeastConnections};
 ///
-/// let lb = Balancer::builder(LeastConnections::new()).backends((0..2).map(|i| Backend::new(i, i))).build()?;
+/// let lb = Balancer::builder().policy(LeastConnections::new()).backends((0..2).map(|i| Backend::new(i, i))).build()?;
 /// let first = lb.pick(&Context::new())?; // held: one request in flight
 /// let second = lb.pick(&Context::new())?;
 /// assert_ne!(*first, *second);
@@ -40,7 +40,7 @@ impl LeastConnections {
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, WeightedLeastConnections};
 ///
-/// let lb = Balancer::builder(WeightedLeastConnections::new())
+/// let lb = Balancer::builder().policy(WeightedLeastConnections::new())
 ///     .backend(Backend::new(0, "big").weight(3))
 ///     .backend(Backend::new(1, "small").weight(1))
 ///     .build()?;

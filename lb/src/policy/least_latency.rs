@@ -63,7 +63,7 @@ enum Choices {
 /// use std::time::Duration;
 /// use tierkit_lb::{Backend, Balancer, Context, LeastLatency};
 ///
-/// let lb = Balancer::builder(LeastLatency::new()).backends((0..2).map(|i| Backend::new(i, i))).build()?;
+/// let lb = Balancer::builder().policy(LeastLatency::new()).backends((0..2).map(|i| Backend::new(i, i))).build()?;
 /// lb.pick(&Context::new())?.success(Duration::from_millis(2));
 /// # Ok::<(), tierkit_lb::Error>(())
 /// ```

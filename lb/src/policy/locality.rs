@@ -67,7 +67,7 @@ impl Tier {
 ///
 /// let policy = Locality::new(RoundRobin::new())
 ///     .tier(Tier::new().zone("us-east", 80).zone("us-west", 20));
-/// let lb = Balancer::builder(policy)
+/// let lb = Balancer::builder().policy(policy)
 ///     .backend(Backend::new(1, "east-1").zone("us-east"))
 ///     .backend(Backend::new(2, "west-1").zone("us-west"))
 ///     .build()?;

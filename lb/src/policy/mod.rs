@@ -56,7 +56,7 @@ use crate::{Context, View};
 ///     }
 /// }
 ///
-/// let lb = Balancer::builder(First).backend(Backend::new(1, "a")).backend(Backend::new(2, "b")).build()?;
+/// let lb = Balancer::builder().policy(First).backend(Backend::new(1, "a")).backend(Backend::new(2, "b")).build()?;
 /// assert_eq!(*lb.pick(&Context::new())?, "a");
 /// # Ok::<(), tierkit_lb::Error>(())
 /// ```

@@ -20,7 +20,7 @@ pub(crate) const MAX_CHOICES: usize = 8;
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, PowerOfTwoChoices};
 ///
-/// let lb = Balancer::builder(PowerOfTwoChoices::with_choices(3)?)
+/// let lb = Balancer::builder().policy(PowerOfTwoChoices::with_choices(3)?)
 ///     .backends((0..10).map(|i| Backend::new(i, i)))
 ///     .build()?;
 /// let lease = lb.pick(&Context::new())?;

@@ -10,7 +10,7 @@ use crate::{Context, Policy, View};
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, Random};
 ///
-/// let lb = Balancer::builder(Random::new()).backends((0..4).map(|i| Backend::new(i, i))).build()?;
+/// let lb = Balancer::builder().policy(Random::new()).backends((0..4).map(|i| Backend::new(i, i))).build()?;
 /// assert!(*lb.pick(&Context::new())? < 4);
 /// # Ok::<(), tierkit_lb::Error>(())
 /// ```
@@ -53,7 +53,7 @@ impl<B> Policy<B> for Random {
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, WeightedRandom};
 ///
-/// let lb = Balancer::builder(WeightedRandom::new())
+/// let lb = Balancer::builder().policy(WeightedRandom::new())
 ///     .backend(Backend::new(0, "big").weight(9))
 ///     .backend(Backend::new(1, "small").weight(1))
 ///     .build()?;

@@ -21,7 +21,7 @@ use crate::{Context, Policy, View};
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, RoundRobin};
 ///
-/// let lb = Balancer::builder(RoundRobin::new())
+/// let lb = Balancer::builder().policy(RoundRobin::new())
 ///     .backends((0..3).map(|i| Backend::new(i, format!("10.0.0.{i}"))))
 ///     .build()?;
 /// let order: Vec<String> = (0..3).map(|_| lb.pick(&Context::new()).map(|l| l.clone())).collect::<Result<_, _>>()?;

@@ -45,7 +45,7 @@ const BUSY: u64 = u64::MAX;
 /// use tierkit_lb::{Backend, Balancer, Context, LeastConnections, Sticky};
 ///
 /// let sticky = Sticky::bounded(LeastConnections::new(), 100_000, Duration::from_secs(1800))?;
-/// let lb = Balancer::builder(sticky)
+/// let lb = Balancer::builder().policy(sticky)
 ///     .backends((0..3).map(|i| Backend::new(i, i)))
 ///     .build()?;
 /// let ctx = Context::new().with_hash(lb.hash_key("session-9f2c"));

@@ -27,7 +27,7 @@ const MAX_SCHEDULE: u64 = 1 << 16;
 /// ```
 /// use tierkit_lb::{Backend, Balancer, Context, WeightedRoundRobin};
 ///
-/// let lb = Balancer::builder(WeightedRoundRobin::new())
+/// let lb = Balancer::builder().policy(WeightedRoundRobin::new())
 ///     .backend(Backend::new(0, 'a').weight(5))
 ///     .backend(Backend::new(1, 'b').weight(1))
 ///     .backend(Backend::new(2, 'c').weight(1))

@@ -91,7 +91,8 @@ impl<'a, P: Policy<usize>> Sim<'a, P> {
         let clock = ManualClock::new();
         // Time-driven changes are published by the run loop (`refresh_if_stale` after every clock
         // move), not by the background thread: a run stays a pure function of its inputs.
-        let mut builder = Balancer::builder(policy)
+        let mut builder = Balancer::builder()
+            .policy(policy)
             .clock(clock.clone())
             .background_refresh(false)
             .backends(

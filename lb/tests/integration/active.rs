@@ -29,7 +29,8 @@ impl HealthCheck<u64> for Scripted {
 #[tokio::test(start_paused = true)]
 async fn rise_and_fall_thresholds() {
     let lb = Arc::new(
-        Balancer::builder(RoundRobin::new())
+        Balancer::builder()
+            .policy(RoundRobin::new())
             .backends((0..3u64).map(|i| Backend::new(i, i)))
             .panic_threshold(0)
             .build()
@@ -72,7 +73,8 @@ async fn rise_and_fall_thresholds() {
 
 #[tokio::test(start_paused = true)]
 async fn new_backends_can_start_unhealthy() {
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .start_unhealthy(true)
         .panic_threshold(0)
@@ -99,7 +101,8 @@ async fn tcp_connect_check_sees_a_closed_port() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addrs = [open.local_addr().unwrap(), closed.local_addr().unwrap()];
     drop(closed);
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends(
             addrs
                 .iter()
@@ -120,7 +123,8 @@ async fn tcp_connect_check_sees_a_closed_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_drain_wait() {
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();

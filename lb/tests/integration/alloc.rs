@@ -9,7 +9,8 @@ use tierkit_testkit::allocations_by_this_thread;
 
 fn assert_no_alloc<P: Policy<u64>>(policy: P) {
     let name = policy.name();
-    let lb = Balancer::builder(policy)
+    let lb = Balancer::builder()
+        .policy(policy)
         .backends((0..100u64).map(|i| {
             Backend::new(i, i)
                 .weight(1 + (i % 3) as u32)

@@ -16,7 +16,8 @@ use tierkit_testkit::allocations_by_this_thread;
 #[test]
 fn finding1_picks_never_rebuild_the_snapshot() {
     let clock = ManualClock::new();
-    let lb = Balancer::builder(WeightedRoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(WeightedRoundRobin::new())
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .slow_start(SlowStart::new(Duration::from_secs(20)))
@@ -42,7 +43,8 @@ fn finding1_picks_never_rebuild_the_snapshot() {
 #[test]
 fn finding1_slow_start_does_not_reshape_hash_placements() {
     let clock = ManualClock::new();
-    let lb = Balancer::builder(ConsistentHash::ring())
+    let lb = Balancer::builder()
+        .policy(ConsistentHash::ring())
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .slow_start(SlowStart::new(Duration::from_secs(30)))
@@ -64,7 +66,8 @@ fn finding1_slow_start_does_not_reshape_hash_placements() {
         assert_eq!(place(&lb), at_join, "keys moved during the ramp");
     }
     // Effective weights move in 5% steps.
-    let wrr = Balancer::builder(WeightedRoundRobin::new())
+    let wrr = Balancer::builder()
+        .policy(WeightedRoundRobin::new())
         .backend(Backend::new(0u64, 0))
         .clock(clock.clone())
         .slow_start(SlowStart::new(Duration::from_secs(7)))
@@ -85,7 +88,8 @@ fn finding1_slow_start_does_not_reshape_hash_placements() {
 #[test]
 fn finding2_concurrent_failures_respect_max_ejected_percent() {
     for round in 0..20 {
-        let lb = Balancer::builder(RoundRobin::new())
+        let lb = Balancer::builder()
+            .policy(RoundRobin::new())
             .backends((0..20u64).map(|i| Backend::new(i, i)))
             .clock(ManualClock::new())
             .panic_threshold(0)
@@ -152,7 +156,8 @@ fn finding3_print_random_picks() {
     if std::env::var_os("TIERKIT_LB_PRINT_PICKS").is_none() {
         return;
     }
-    let lb = Balancer::builder(Random::new())
+    let lb = Balancer::builder()
+        .policy(Random::new())
         .backends((0..100u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();
@@ -190,7 +195,8 @@ fn finding3_two_processes_pick_differently() {
 #[test]
 fn finding4_sticky_is_bounded_and_allocation_free_for_new_keys() {
     let sticky = Sticky::bounded(RoundRobin::new(), 64, Duration::from_secs(60)).unwrap();
-    let lb = Balancer::builder(sticky)
+    let lb = Balancer::builder()
+        .policy(sticky)
         .backends((0..8u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();
@@ -220,7 +226,8 @@ fn finding4_sticky_is_bounded_and_allocation_free_for_new_keys() {
 fn finding4_sticky_forgets_idle_keys() {
     let clock = ManualClock::new();
     let sticky = Sticky::bounded(RoundRobin::new(), 1024, Duration::from_secs(10)).unwrap();
-    let lb = Balancer::builder(sticky)
+    let lb = Balancer::builder()
+        .policy(sticky)
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .build()
@@ -256,12 +263,14 @@ impl Drop for Tracked {
 #[test]
 fn finding5_removed_backends_are_released() {
     let dropped = Arc::new(AtomicUsize::new(0));
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backend(Backend::new(0u64, Tracked(dropped.clone())))
         .backend(Backend::new(1u64, Tracked(Arc::new(AtomicUsize::new(0)))))
         .build()
         .unwrap();
-    let other = Balancer::builder(RoundRobin::new())
+    let other = Balancer::builder()
+        .policy(RoundRobin::new())
         .backend(Backend::new(0u64, 0u64))
         .build()
         .unwrap();
@@ -295,7 +304,8 @@ fn finding5_removed_backends_are_released() {
     });
     // A dropped balancer's snapshot is released the same way.
     let dropped = Arc::new(AtomicUsize::new(0));
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backend(Backend::new(0u64, Tracked(dropped.clone())))
         .build()
         .unwrap();
@@ -309,7 +319,8 @@ fn finding5_removed_backends_are_released() {
 /// the value, and `wait_timeout(Duration::MAX)` does not overflow `Instant`.
 #[test]
 fn finding6_invalid_values_are_named_and_no_instant_overflow() {
-    let err = Balancer::builder(RoundRobin::new())
+    let err = Balancer::builder()
+        .policy(RoundRobin::new())
         .backend(Backend::new(0u64, 0))
         .outlier_detection(OutlierDetection::new().consecutive_failures(0))
         .build()
@@ -326,7 +337,8 @@ fn finding6_invalid_values_are_named_and_no_instant_overflow() {
         OutlierDetection::new().consecutive_failures(0),
     ] {
         assert!(
-            Balancer::builder(RoundRobin::new())
+            Balancer::builder()
+                .policy(RoundRobin::new())
                 .backend(Backend::new(0u64, 0))
                 .outlier_detection(bad)
                 .build()
@@ -334,13 +346,15 @@ fn finding6_invalid_values_are_named_and_no_instant_overflow() {
         );
     }
     assert!(
-        Balancer::builder(RoundRobin::new())
+        Balancer::builder()
+            .policy(RoundRobin::new())
             .backend(Backend::new(0u64, 0))
             .slow_start(SlowStart::new(Duration::from_secs(1)).min_percent(0))
             .build()
             .is_err()
     );
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();

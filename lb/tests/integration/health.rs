@@ -23,7 +23,8 @@ fn fail_n(lb: &Balancer<u64, RoundRobin>, target: u64, n: usize) {
 #[test]
 fn consecutive_failures_eject_then_time_brings_it_back() {
     let clock = ManualClock::new();
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .outlier_detection(
@@ -78,7 +79,8 @@ fn consecutive_failures_eject_then_time_brings_it_back() {
 
 #[test]
 fn max_ejected_percent_limits_ejections() {
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..10u64).map(|i| Backend::new(i, i)))
         .clock(ManualClock::new())
         .outlier_detection(
@@ -102,7 +104,8 @@ fn max_ejected_percent_limits_ejections() {
 
 #[test]
 fn panic_threshold_balances_over_all_when_too_few_are_healthy() {
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .panic_threshold(50)
         .build()
@@ -120,7 +123,8 @@ fn panic_threshold_balances_over_all_when_too_few_are_healthy() {
     assert_eq!(seen.len(), 4);
     assert!(lb.stats().panic_mode);
     // Without a panic threshold: only the healthy one; with none healthy, a clear error.
-    let strict = Balancer::builder(RoundRobin::new())
+    let strict = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .panic_threshold(0)
         .build()
@@ -137,7 +141,8 @@ fn panic_threshold_balances_over_all_when_too_few_are_healthy() {
 #[test]
 fn slow_start_ramps_a_new_backend() {
     let clock = ManualClock::new();
-    let lb = Balancer::builder(WeightedRoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(WeightedRoundRobin::new())
         .backends((0..3u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .slow_start(SlowStart::new(Duration::from_secs(100)).min_percent(10))
@@ -166,7 +171,8 @@ fn slow_start_ramps_a_new_backend() {
 #[test]
 fn slow_start_aggression_shapes_the_ramp() {
     let clock = ManualClock::new();
-    let lb = Balancer::builder(WeightedRoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(WeightedRoundRobin::new())
         .backends((0..3u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .slow_start(SlowStart::new(Duration::from_secs(100)).aggression(0.5))
@@ -193,7 +199,8 @@ fn slow_start_aggression_shapes_the_ramp() {
     lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     assert!((weight(&lb) - 1.0).abs() < 1e-9);
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let err = Balancer::builder(WeightedRoundRobin::new())
+        let err = Balancer::builder()
+            .policy(WeightedRoundRobin::new())
             .backend(Backend::new(0u64, 0))
             .slow_start(SlowStart::new(Duration::from_secs(1)).aggression(bad))
             .build()
@@ -214,7 +221,8 @@ fn slow_start_aggression_shapes_the_ramp() {
 #[test]
 fn recovered_backend_slow_starts_too() {
     let clock = ManualClock::new();
-    let lb = Balancer::builder(PowerOfTwoChoices::new())
+    let lb = Balancer::builder()
+        .policy(PowerOfTwoChoices::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
         .slow_start(SlowStart::new(Duration::from_secs(10)))

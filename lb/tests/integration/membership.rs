@@ -11,12 +11,16 @@ use tierkit_lb::{
 
 #[test]
 fn errors_are_clear() {
-    let dup = Balancer::builder(RoundRobin::new())
+    let dup = Balancer::builder()
+        .policy(RoundRobin::new())
         .backend(Backend::new(1u64, "a"))
         .backend(Backend::new(1u64, "b"))
         .build();
     assert_eq!(dup.unwrap_err(), Error::DuplicateId(BackendId(1)));
-    let lb = Balancer::builder(RoundRobin::new()).build().unwrap();
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
+        .build()
+        .unwrap();
     assert_eq!(lb.pick(&Context::new()).unwrap_err(), NoBackend::Empty);
     lb.add(Backend::new(1u64, "a")).unwrap();
     // Finding 6: the refused backend comes back, with the reason.
@@ -42,7 +46,8 @@ fn errors_are_clear() {
     lb.set_weight(BackendId(1), 2).unwrap();
     assert_eq!(*lb.pick(&Context::new()).unwrap(), "a");
     assert!(
-        Balancer::builder(RoundRobin::new())
+        Balancer::builder()
+            .policy(RoundRobin::new())
             .panic_threshold(101)
             .backend(Backend::new(1u64, 1))
             .build()
@@ -56,7 +61,8 @@ fn errors_are_clear() {
 
 #[test]
 fn drain_completes_only_after_the_last_lease_drops() {
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();
@@ -89,7 +95,8 @@ fn drain_completes_only_after_the_last_lease_drops() {
 
 #[test]
 fn backend_state_survives_rebuilds() {
-    let lb = Balancer::builder(LeastLatency::new())
+    let lb = Balancer::builder()
+        .policy(LeastLatency::new())
         .backends((0..3u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();
@@ -133,7 +140,8 @@ fn backend_state_survives_rebuilds() {
 
 #[test]
 fn round_robin_position_survives_rebuilds() {
-    let lb = Balancer::builder(RoundRobin::new())
+    let lb = Balancer::builder()
+        .policy(RoundRobin::new())
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .build()
         .unwrap();
@@ -149,7 +157,8 @@ fn round_robin_position_survives_rebuilds() {
 fn concurrent_picks_never_return_a_removed_backend() {
     fn run<P: tierkit_lb::Policy<u64>>(policy: P) {
         let lb = Arc::new(
-            Balancer::builder(policy)
+            Balancer::builder()
+                .policy(policy)
                 .backends((0..16u64).map(|i| Backend::new(i, i)))
                 .build()
                 .unwrap(),
@@ -263,7 +272,8 @@ fn leases_and_handles_free_each_backend_exactly_once_under_churn() {
             drops: drops.clone(),
         };
         let lb = Arc::new(
-            Balancer::builder(policy)
+            Balancer::builder()
+                .policy(policy)
                 .backends((0..8u64).map(|i| Backend::new(i, tracked(i))))
                 .build()
                 .unwrap(),

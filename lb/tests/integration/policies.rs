@@ -10,7 +10,8 @@ use tierkit_lb::{
 };
 
 fn pool<P: Policy<u64>>(policy: P, weights: &[u32]) -> Balancer<u64, P> {
-    Balancer::builder(policy)
+    Balancer::builder()
+        .policy(policy)
         .backends(
             weights
                 .iter()
@@ -322,7 +323,8 @@ fn locality_splits_traffic_and_fails_over() {
     let policy = Locality::new(RoundRobin::new())
         .tier(Tier::new().zone("us-east", 70).zone("us-west", 30))
         .tier(Tier::new().zone("eu", 1));
-    let lb = Balancer::builder(policy)
+    let lb = Balancer::builder()
+        .policy(policy)
         .backends((0..4u64).map(|i| Backend::new(i, i).zone("us-east")))
         .backends((4..8u64).map(|i| Backend::new(i, i).zone("us-west")))
         .backends((8..10u64).map(|i| Backend::new(i, i).zone("eu")))
@@ -353,14 +355,13 @@ fn locality_splits_traffic_and_fails_over() {
     let eu = share(&lb, 8, 10);
     assert!((0.62..0.68).contains(&eu), "eu {eu}");
     // With a single tier, a zone that goes down hands all its traffic to the other zone.
-    let lb = Balancer::builder(
-        Locality::new(RoundRobin::new()).tier(Tier::new().zone("dc1", 50).zone("dc2", 50)),
-    )
-    .backends((0..3u64).map(|i| Backend::new(i, i).zone("dc1")))
-    .backends((3..6u64).map(|i| Backend::new(i, i).zone("dc2")))
-    .panic_threshold(0)
-    .build()
-    .unwrap();
+    let lb = Balancer::builder()
+        .policy(Locality::new(RoundRobin::new()).tier(Tier::new().zone("dc1", 50).zone("dc2", 50)))
+        .backends((0..3u64).map(|i| Backend::new(i, i).zone("dc1")))
+        .backends((3..6u64).map(|i| Backend::new(i, i).zone("dc2")))
+        .panic_threshold(0)
+        .build()
+        .unwrap();
     for i in 0..3 {
         lb.set_healthy(BackendId(i), false).unwrap();
     }
@@ -438,4 +439,41 @@ proptest! {
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// `Balancer::builder()` with no policy uses the recommended default, `LeastLatency::new()`
+/// (full scan up to 16 backends), and `.policy(..)` replaces it, keeping the other settings.
+#[test]
+fn builder_defaults_to_least_latency_and_policy_overrides() {
+    let lb: Balancer<u64, LeastLatency> = Balancer::builder()
+        .backends((0..4).map(|i| Backend::new(i, i)))
+        .build()
+        .unwrap();
+    assert_eq!(
+        format!("{:?}", lb.policy()),
+        format!("{:?}", LeastLatency::new())
+    );
+    // Full scan over 4: four leases in flight land on four backends; one answers slowly, the
+    // others fast; from then on, idle picks avoid the slow one.
+    let leases: Vec<_> = (0..4).map(|_| lb.pick(&Context::new()).unwrap()).collect();
+    let slow = leases[0].id();
+    for (i, lease) in leases.into_iter().enumerate() {
+        let ms = if i == 0 { 1000 } else { 1 };
+        lease.success(std::time::Duration::from_millis(ms));
+    }
+    for _ in 0..100 {
+        assert_ne!(lb.pick(&Context::new()).unwrap().id(), slow);
+    }
+
+    let rr = Balancer::builder()
+        .backends((0..3).map(|i| Backend::new(i, i)))
+        .policy(RoundRobin::new())
+        .build()
+        .unwrap();
+    let _: &RoundRobin = rr.policy();
+    assert_eq!(rr.len(), 3, "backends added before .policy(..) are kept");
+    let ids: Vec<BackendId> = (0..6)
+        .map(|_| rr.pick(&Context::new()).unwrap().id())
+        .collect();
+    assert_eq!(&ids[..3], &ids[3..], "round robin rotates");
 }
