@@ -153,7 +153,7 @@ fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             rt.block_on(async {
                 let start = Instant::now();
                 for it in 0..iters {
-                    let off = (it as usize % 16) * BATCH;
+                    let off = usize::try_from(it % 16).unwrap_or(0) * BATCH;
                     let futs: Vec<_> = ks[off..off + BATCH].iter().map(|k| tier.get(k)).collect();
                     black_box(join_all(futs).await);
                 }
@@ -166,7 +166,7 @@ fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             rt.block_on(async {
                 let start = Instant::now();
                 for it in 0..iters {
-                    let off = (it as usize % 16) * BATCH;
+                    let off = usize::try_from(it % 16).unwrap_or(0) * BATCH;
                     let futs: Vec<_> = raw_keys[off..off + BATCH]
                         .iter()
                         .map(|k| {
