@@ -70,7 +70,7 @@ where
 
     /// The counters of all shards, summed ([`CacheStats::merge`]). Lookups made by
     /// [`get_or_load`](Self::get_or_load) count as hits and misses; with
-    /// [`count_lookups(false)`](CacheBuilder::count_lookups) no lookup is counted (hits and
+    /// [`count_lookups(false)`](crate::CacheBuilder::count_lookups) no lookup is counted (hits and
     /// misses are zero).
     pub fn stats(&self) -> CacheStats {
         let mut total = CacheStats::default();
