@@ -14,9 +14,7 @@ use crate::engine::SharedGet;
 use crate::flight::Flights;
 use crate::removal::{Drained, Removal};
 use crate::rules::{EntryRules, Ttl};
-use crate::{
-    CacheBuilder, CachePolicy, CacheStats, DefaultPolicy, Rejected, RemovalListener, Result,
-};
+use crate::{CacheBuilder, CachePolicy, DefaultPolicy, Rejected, RemovalListener, Result};
 
 /// Shards per CPU when the builder does not say. Every lookup writes its shard's lock word, so
 /// two threads reading hot keys contend on it whenever they land on the same shard: on the
@@ -35,8 +33,8 @@ const MIN_SHARD_CAPACITY: u64 = 64;
 /// the write lock).
 #[repr(C)]
 pub(crate) struct Shard<P> {
-    hits: AtomicU64,
-    misses: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
     pub(crate) lock: RwLock<P>,
 }
 
@@ -181,9 +179,9 @@ pub struct ConcurrentCache<K, V, P = DefaultPolicy<K, V>, S = RandomState> {
     /// Each shard's capacity (all equal).
     shard_capacity: u64,
     /// The sum of the shards' capacities (fixed at construction).
-    capacity: u64,
+    pub(crate) capacity: u64,
     /// Whether lookups under the shared lock are counted ([`CacheBuilder::count_lookups`]).
-    count_lookups: bool,
+    pub(crate) count_lookups: bool,
 }
 
 impl<K, V, P, S: Clone> Clone for ConcurrentCache<K, V, P, S> {
@@ -523,126 +521,6 @@ where
             (target, policy.take_removed())
         };
         self.report(drained, target)
-    }
-
-    /// Entries held over all shards (a sum of per-shard counts taken one after another, so only
-    /// approximate while other threads write).
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock.read().len()).sum()
-    }
-
-    /// Whether no shard holds an entry.
-    pub fn is_empty(&self) -> bool {
-        self.shards.iter().all(|s| s.lock.read().is_empty())
-    }
-
-    /// Total weight held over all shards (equals [`len`](Self::len) without a weigher).
-    pub fn weight(&self) -> u64 {
-        self.shards.iter().map(|s| s.lock.read().weight()).sum()
-    }
-
-    /// The effective total capacity: shards x per-shard capacity (see
-    /// [Shards and capacity](Self#shards-and-capacity)).
-    pub fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    /// The number of shards.
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
-    /// Removes every entry, one shard at a time (entries inserted meanwhile into an already
-    /// cleared shard stay). Loads in flight will not store their results.
-    pub fn clear(&self) {
-        self.flights.supersede_all();
-        for shard in self.shards.iter() {
-            let drained = {
-                let mut policy = shard.lock.write();
-                policy.clear();
-                policy.take_removed()
-            };
-            self.report(drained, None);
-        }
-    }
-
-    /// Drops every expired entry now; returns how many.
-    pub fn purge_expired(&self) -> usize {
-        let mut purged = 0;
-        for shard in self.shards.iter() {
-            let drained = {
-                let mut policy = shard.lock.write();
-                purged += policy.purge_expired();
-                policy.take_removed()
-            };
-            self.report(drained, None);
-        }
-        purged
-    }
-
-    /// The counters of all shards, summed ([`CacheStats::merge`]). Lookups made by
-    /// [`get_or_load`](Self::get_or_load) count as hits and misses; with
-    /// [`count_lookups(false)`](CacheBuilder::count_lookups) no lookup is counted (hits and
-    /// misses are zero).
-    pub fn stats(&self) -> CacheStats {
-        let mut total = CacheStats::default();
-        for shard in self.shards.iter() {
-            total.merge(&shard.lock.read().stats());
-            total.hits += shard.hits.load(Ordering::Relaxed);
-            total.misses += shard.misses.load(Ordering::Relaxed);
-        }
-        if !self.count_lookups {
-            // Lookups that took the exclusive path were counted by the policy: drop them too.
-            total.hits = 0;
-            total.misses = 0;
-        }
-        total
-    }
-
-    /// Calls `f` on every live entry, shard by shard (no policy update, not counted). Each
-    /// shard's entries are cloned under its shared lock and `f` runs after it is released, so
-    /// `f` may call back into this cache.
-    ///
-    /// This is a weakly consistent walk, not an atomic snapshot: a write to a shard not yet (or
-    /// already) visited may or may not be seen.
-    pub fn for_each(&self, mut f: impl FnMut(&K, &V))
-    where
-        K: Clone,
-        V: Clone,
-    {
-        let mut entries = Vec::new();
-        for shard in self.shards.iter() {
-            entries.extend(
-                shard
-                    .lock
-                    .read()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            for (k, v) in entries.drain(..) {
-                f(&k, &v);
-            }
-        }
-    }
-
-    /// Clones of every live entry, collected as by [`for_each`](Self::for_each) (weakly
-    /// consistent; each shard is copied under its lock, in the policy's order).
-    pub fn snapshot(&self) -> Vec<(K, V)>
-    where
-        K: Clone,
-        V: Clone,
-    {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            out.extend(
-                shard
-                    .lock
-                    .read()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-        }
-        out
     }
 }
 

@@ -130,6 +130,7 @@ mod cache;
 mod coarse_clock;
 mod concurrent;
 mod concurrent_builder;
+mod concurrent_whole;
 mod engine;
 mod error;
 mod expiry;
