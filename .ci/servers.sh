@@ -49,6 +49,18 @@ tk_wait_port() {
   return 1
 }
 
+# tk_require_free_port PORT...: fail (naming the port) when something already listens there:
+# starting next to it would "succeed", and the exit handler would then stop the other server.
+tk_require_free_port() {
+  local port
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "servers: 127.0.0.1:$port is already in use; stop what listens there first" >&2
+      return 1
+    fi
+  done
+}
+
 # Start every engine in .ci/servers.d (or those named in TIERKIT_SERVERS).
 tk_start_servers() {
   local dir f name

@@ -33,6 +33,7 @@ start_postgres() {
     echo "servers: postgres: no initdb under /usr/lib/postgresql/*/bin after installing" >&2
     return 1
   fi
+  tk_require_free_port 55432 55433
   local root="$TIERKIT_SCRATCH/pg"
   mkdir -p "$root"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root"; fi

@@ -4,6 +4,7 @@
 start_redis() {
   tk_install redis-server redis-server redis-tools
   local port dir
+  tk_require_free_port 56379 56380 56381
   for port in 56379 56380 56381; do
     dir="$TIERKIT_SCRATCH/redis-$port"
     mkdir -p "$dir"
