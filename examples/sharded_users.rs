@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tierkit::shard::{
-    HashSlots, HotKeyDetector, MigrationIo, Migrator, Redirect, ReshardPlan, Route, ShardId,
+    Arrival, HashSlots, HotKeyDetector, MigrationIo, Migrator, Redirect, ReshardPlan, ShardId,
     ShardMap, Step,
 };
 
@@ -40,40 +40,40 @@ fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
     shard.rows.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A write as a shard server executes it: validate under the shard's lock, follow redirects.
-fn write(map: &Map, user: u64, value: u64) {
-    let mut at = map.route(&user).write_shard();
+/// One request as shard servers execute it (Redis Cluster's rules): each shard validates
+/// under its own lock with the map's current view and answers MOVED / ASK / TRYAGAIN, which the
+/// client follows. `op` runs on the rows once a shard accepts.
+fn request<T>(map: &Map, user: u64, mut op: impl FnMut(&mut BTreeMap<u64, u64>) -> T) -> T {
+    let (mut at, mut asking) = (map.route(&user).first_shard(), false);
     loop {
         let shard = map.shard(at).expect("routes name existing shards");
         shard.requests.fetch_add(1, Ordering::Relaxed);
         let mut rows = lock(&shard);
-        match map
-            .snapshot()
-            .check(&user, at, true, rows.contains_key(&user))
-        {
-            Ok(()) => {
-                rows.insert(user, value);
-                return;
+        let arrival = match (asking, rows.contains_key(&user)) {
+            (true, _) => Arrival::Asking,
+            (false, true) => Arrival::Present,
+            (false, false) => Arrival::Absent,
+        };
+        match map.snapshot().check(&user, at, arrival) {
+            Ok(()) => return op(&mut rows),
+            Err(Redirect::Ask(s)) => (at, asking) = (s, true),
+            Err(Redirect::Moved(s)) => (at, asking) = (s, false),
+            Err(_) => {
+                // TRYAGAIN: the step is preparing; route again with a newer view.
+                drop(rows);
+                std::thread::yield_now();
+                (at, asking) = (map.route(&user).first_shard(), false);
             }
-            Err(Redirect::Ask(s) | Redirect::Moved(s)) => at = s,
-            Err(other) => panic!("unexpected {other}"),
         }
     }
 }
 
-/// A read: target, then source, then target again while the user's data is moving.
+fn write(map: &Map, user: u64, value: u64) {
+    request(map, user, |rows| rows.insert(user, value));
+}
+
 fn read(map: &Map, user: u64) -> Option<u64> {
-    let get = |id: ShardId| {
-        let shard = map.shard(id).expect("routes name existing shards");
-        shard.requests.fetch_add(1, Ordering::Relaxed);
-        lock(&shard).get(&user).copied()
-    };
-    match map.route(&user) {
-        Route::Shard(s) => get(s),
-        Route::Migrating { source, target } => {
-            get(target).or_else(|| get(source)).or_else(|| get(target))
-        }
-    }
+    request(map, user, |rows| rows.get(&user).copied())
 }
 
 /// The migrator's access to the shards.
@@ -107,26 +107,17 @@ impl MigrationIo for Io<'_> {
         Ok((page, next))
     }
 
-    fn copy(&mut self, step: &Step, keys: &[u64]) -> Result<(), Self::Error> {
+    fn move_keys(&mut self, step: &Step, keys: &[u64]) -> Result<(), Self::Error> {
         let (source, target) = (self.map.shard(step.source), self.map.shard(step.target));
         let (Some(source), Some(target)) = (source, target) else {
             return Ok(());
         };
         for k in keys {
-            // Per key, atomically: lock source then target (always in that order).
-            let from = lock(&source);
-            if let Some(v) = from.get(k) {
-                lock(&target).entry(*k).or_insert(*v);
-            }
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, step: &Step, keys: &[u64]) -> Result<(), Self::Error> {
-        if let Some(source) = self.map.shard(step.source) {
-            let mut rows = lock(&source);
-            for k in keys {
-                rows.remove(k);
+            // Per key, atomically (as Redis's MIGRATE): lock source then target, always in
+            // that order; clients hold one shard lock at a time.
+            let mut from = lock(&source);
+            if let Some(v) = from.remove(k) {
+                lock(&target).insert(*k, v);
             }
         }
         Ok(())
