@@ -1,7 +1,7 @@
 //! The cost of one pick per tierkit-lb policy, next to its peers in the same criterion group:
 //! pingora-load-balancing (`LoadBalancer::select`) and tower's p2c balancer.
 //!
-//! `cargo bench --bench lb` (or `-- round_robin` for one group). What is timed, per iteration:
+//! `cargo bench -p tierkit-benches --bench lb` (or `-- round_robin` for one group). What is timed, per iteration:
 //!
 //! - **tierkit**: `Balancer::pick(&Context)` and dropping the returned `Lease` (the in-flight
 //!   count goes up and down again: "pick + lease drop"), over 100 backends (weighted round robin

@@ -793,7 +793,7 @@ where
         reads: out.reads,
         db_reads,
         db_read_cut: 1.0 - ratio(db_reads, out.reads),
-        throughput: out.tally.lat_us.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        throughput: out.tally.count() as f64 / elapsed.as_secs_f64().max(1e-9),
         p50,
         p99,
     };
@@ -1068,7 +1068,7 @@ pub async fn cdn(opts: &Options, dir: &std::path::Path, metrics: &mut Vec<Metric
         stats.merge(&e.stats());
     }
     let origin_requests = origin.queries();
-    let requests = tally.lat_us.len() as u64;
+    let requests = tally.count() as u64;
     let mut row = Row {
         stage: 5,
         name: "CDN".into(),
