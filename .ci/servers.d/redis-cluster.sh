@@ -1,6 +1,6 @@
 # A 3-master Redis Cluster on loopback (clients on 127.0.0.1:57001-57003, the cluster bus on
-# 57007-57009: the default bus port, client port + 10000, does not exist), no replicas, no
-# persistence,
+# port + 10, 57011-57013: the default, port + 10000, does not exist; `sharded_users --redis`
+# adds masters on 57004-57005, buses 57014-57015), no replicas, no persistence,
 # for tierkit-shard's `redis` integration tests and `sharded_users --redis`.
 # Exports TIERKIT_REDIS_CLUSTER="127.0.0.1:57001,127.0.0.1:57002,127.0.0.1:57003".
 start_redis_cluster() {
@@ -9,7 +9,7 @@ start_redis_cluster() {
   mkdir -p "$dir"
   for port in "${ports[@]}"; do
     redis-server --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
-      --cluster-port $((port + 6)) --dir "$dir" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+      --cluster-port $((port + 10)) --dir "$dir" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
       --daemonize yes --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log"
     tk_on_exit "redis-cli -h 127.0.0.1 -p $port shutdown nosave"
   done

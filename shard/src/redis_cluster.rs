@@ -7,7 +7,7 @@
 //! example for complete ones):
 //!
 //! ```no_run
-//! use tierkit_shard::redis_cluster::{fetch_topology, redirect_of};
+//! use tierkit_shard::redis_cluster::fetch_topology;
 //! use tierkit_shard::{ClusterRouter, RedirectAction};
 //!
 //! # async fn run(conns: &mut Vec<redis::aio::MultiplexedConnection>) -> Result<(), Box<dyn std::error::Error>> {
@@ -22,13 +22,12 @@
 //!     pipe.cmd("GET").arg("user:42");
 //!     match pipe.query_async::<(Option<String>,)>(conn).await {
 //!         Ok((value,)) => break,
-//!         Err(e) => match redirect_of(&e)? {
-//!             Some(r) => match router.on_redirect(&r)? {
-//!                 RedirectAction::Retry { node: n, asking: a } => (node, asking) = (n, a),
-//!                 RedirectAction::RetryLater => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
-//!                 _ => return Err(e.into()),
-//!             },
-//!             None => return Err(e.into()),
+//!         Err(e) => match router.on_redis_error(&e)? {
+//!             Some(RedirectAction::Retry { node: n, asking: a }) => (node, asking) = (n, a),
+//!             Some(RedirectAction::RetryLater) => {
+//!                 tokio::time::sleep(std::time::Duration::from_millis(5)).await
+//!             }
+//!             _ => return Err(e.into()),
 //!         },
 //!     }
 //! }
@@ -73,7 +72,10 @@ where
     }
 }
 
-/// The redirect in a `redis` error (`MOVED`, `ASK`, `TRYAGAIN`, `CROSSSLOT`), if it is one.
+/// The redirect in a `redis` error of a single command (`MOVED`, `ASK`, `TRYAGAIN`,
+/// `CROSSSLOT`), if it is one. A pipeline's error (a command sent after `ASKING`) carries its
+/// details inside: use [`ClusterRouter::on_redis_error`](crate::ClusterRouter::on_redis_error),
+/// which reads both.
 ///
 /// # Errors
 /// [`Error::Protocol`] for a malformed `MOVED`/`ASK`.
@@ -214,6 +216,27 @@ pub fn topology_from_slots(reply: &Value) -> Result<Topology> {
 }
 
 impl crate::ClusterRouter {
+    /// Applies the redirect in a `redis` error (of a single command or of a pipeline, whose
+    /// first redirect counts) and says what to do; `Ok(None)` if the error is not a redirect.
+    ///
+    /// # Errors
+    /// As [`on_redirect`](Self::on_redirect); [`Error::Protocol`] for a malformed redirect.
+    pub fn on_redis_error(
+        &self,
+        error: &redis::RedisError,
+    ) -> Result<Option<crate::RedirectAction>> {
+        // A clone shares the server errors (an `Arc`).
+        let Some(errors) = error.clone().into_server_errors() else {
+            return Ok(None);
+        };
+        for (_, e) in errors.iter() {
+            if let Some(r) = parse_redirect_parts(e.code(), e.details().unwrap_or(""))? {
+                return self.on_redirect(&r).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// Fetches the topology through `conn` and installs it ([`refresh`](Self::refresh)).
     ///
     /// # Errors

@@ -80,17 +80,14 @@ impl Client {
                     }
                     return v;
                 }
-                Err(e) => match redirect_of(&e).unwrap() {
-                    Some(r) => match self.router.on_redirect(&r).unwrap() {
-                        RedirectAction::Retry { node: n, asking: a } => (node, asking) = (n, a),
-                        RedirectAction::RetryLater => {
-                            // The client's back-off on TRYAGAIN, not a test synchronisation.
-                            tokio::time::sleep(Duration::from_millis(2)).await;
-                            (node, asking) = (self.router.route(key).expect("covered"), false);
-                        }
-                        _ => panic!("{key}: refused: {e}"),
-                    },
-                    None => panic!("{key}: {e}"),
+                Err(e) => match self.router.on_redis_error(&e).unwrap() {
+                    Some(RedirectAction::Retry { node: n, asking: a }) => (node, asking) = (n, a),
+                    Some(RedirectAction::RetryLater) => {
+                        // The client's back-off on TRYAGAIN, not a test synchronisation.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        (node, asking) = (self.router.route(key).expect("covered"), false);
+                    }
+                    _ => panic!("{key}: {e}"),
                 },
             }
         }
