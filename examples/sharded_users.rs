@@ -496,21 +496,12 @@ mod redis_mode {
         std::fs::create_dir_all(&dir)?;
         let mut children = Vec::new();
         let result = story(&seed, &seed_ports, &dir, &mut children);
-        // Put the cluster back: the added masters give their slots away and leave.
-        let mut weights = vec!["--cluster", "rebalance", seed.as_str(), "--cluster-weight"];
-        let ids: Vec<String> = EXTRA
-            .iter()
-            .filter_map(|p| node_id(*p).ok())
-            .map(|id| format!("{id}=0"))
-            .collect();
-        weights.extend(ids.iter().map(String::as_str));
-        if !ids.is_empty() {
-            let _ = cli(&weights);
-        }
-        for p in EXTRA {
-            if let Ok(id) = node_id(p) {
-                let _ = cli(&["--cluster", "del-node", &seed, &id]);
-            }
+        // Put the cluster back: the added masters give their slots to the original ones and
+        // leave. A node that still owns slots is left running (killing it would lose them).
+        let restored = restore(&seed, &seed_ports);
+        if let Err(e) = &restored {
+            eprintln!("could not restore the cluster: {e}");
+            children.clear();
         }
         for mut c in children {
             let _ = c.kill();
@@ -518,6 +509,66 @@ mod redis_mode {
         }
         let _ = std::fs::remove_dir_all(&dir);
         result.map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() })
+    }
+
+    /// `(id, address, slots owned)` of every master, from `CLUSTER NODES`.
+    fn masters(seed: &str) -> Result<Vec<(String, String, usize)>, Error> {
+        let (host, port) = seed.split_once(':').ok_or("bad address")?;
+        let text = cli(&["-h", host, "-p", port, "cluster", "nodes"])?;
+        Ok(text
+            .lines()
+            .filter(|l| l.contains("master"))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let addr = f.get(1)?.split('@').next()?.to_string();
+                let slots = f
+                    .iter()
+                    .skip(8)
+                    .filter_map(|r| {
+                        let (a, b) = r.split_once('-').unwrap_or((r, r));
+                        Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?)
+                    })
+                    .sum();
+                Some((f[0].to_string(), addr, slots))
+            })
+            .collect())
+    }
+
+    /// Moves every slot of the added masters back to the original ones and removes them.
+    fn restore(seed: &str, seed_ports: &[u16]) -> Result<(), Error> {
+        let original: Vec<String> = masters(seed)?
+            .into_iter()
+            .filter(|(_, addr, _)| seed_ports.iter().any(|p| addr.ends_with(&format!(":{p}"))))
+            .map(|(id, _, _)| id)
+            .collect();
+        for port in EXTRA {
+            let Ok(id) = node_id(port) else { continue };
+            let owned = masters(seed)?
+                .into_iter()
+                .find(|(i, _, _)| *i == id)
+                .map_or(0, |(_, _, n)| n);
+            let parts = original.len().max(1);
+            for (k, to) in original.iter().enumerate() {
+                let n = owned / parts + usize::from(k < owned % parts);
+                if n > 0 {
+                    cli(&[
+                        "--cluster",
+                        "reshard",
+                        seed,
+                        "--cluster-from",
+                        &id,
+                        "--cluster-to",
+                        to,
+                        "--cluster-slots",
+                        &n.to_string(),
+                        "--cluster-yes",
+                    ])?;
+                }
+            }
+            // Empty now: leave the cluster (del-node also shuts the node down).
+            cli(&["--cluster", "del-node", seed, &id])?;
+        }
+        Ok(())
     }
 
     fn story(
@@ -540,6 +591,7 @@ mod redis_mode {
             "meet",
             "127.0.0.1",
             &EXTRA[0].to_string(),
+            &(EXTRA[0] + 10).to_string(),
         ])?;
         wait_known(seed_ports, EXTRA[0])?;
         cli(&[
@@ -594,7 +646,7 @@ mod redis_mode {
                 let (dir, seed, ports) = (dir.to_path_buf(), seed.to_string(), seed_ports.to_vec());
                 tokio::task::spawn_blocking(move || -> Result<Child, Error> {
                     let child = start_node(&dir, EXTRA[1])?;
-                    cli(&["-p", &ports[0].to_string(), "cluster", "meet", "127.0.0.1", &EXTRA[1].to_string()])?;
+                    cli(&["-p", &ports[0].to_string(), "cluster", "meet", "127.0.0.1", &EXTRA[1].to_string(), &(EXTRA[1] + 10).to_string()])?;
                     wait_known(&ports, EXTRA[1])?;
                     let started = Instant::now();
                     cli(&["--cluster", "rebalance", &seed, "--cluster-use-empty-masters"])?;

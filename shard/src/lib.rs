@@ -25,7 +25,7 @@
 //! - **hot keys**: a [`HotKeyDetector`] finds the celebrities in fixed memory, and the map pins
 //!   them to a dedicated shard ([`ShardMap::plan_pin`]) or spread a key's reads over copies on
 //!   several shards ([`Snapshot::route_spread_read`], [`replica_key`]);
-//! - **cross-shard queries**: [`scatter`] fans a request out with per-shard timeouts and bounded
+//! - **cross-shard queries**: `scatter` (feature `scatter`) fans a request out with per-shard timeouts and bounded
 //!   concurrency and says which shards answered; [`merge`] combines the answers.
 //!
 //! ## Crate features

@@ -176,7 +176,7 @@ impl<V: Clone + PartialEq> KeyOp<V> {
                 Some(e @ (Entry::Value(_) | Entry::Tombstone)) => self.at_source(source, e),
                 // Not (or no longer) at the source.
                 None | Some(Entry::Moved) => match self.route {
-                    Route::Migrating { .. } => self.to_target(target),
+                    Route::Migrating { .. } => self.ask_target(target),
                     _ => Next::Finished(Outcome::TryAgain),
                 },
             },
@@ -229,7 +229,7 @@ impl<V: Clone + PartialEq> KeyOp<V> {
         })
     }
 
-    fn to_target(&mut self, target: ShardId) -> Next<V> {
+    fn ask_target(&mut self, target: ShardId) -> Next<V> {
         self.state = ClientState::AtTarget;
         Next::Op(match &self.request {
             Request::Read => StoreOp::Get(target),

@@ -3,8 +3,8 @@
 //! reshard test moves its slots back at the end.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -12,7 +12,7 @@ use tierkit_shard::redis_cluster::{fetch_topology, redirect_of};
 use tierkit_shard::{ClusterRedirect, ClusterRouter, Redirect, RedirectAction, ShardId};
 
 /// One test at a time on the shared cluster.
-static CLUSTER: Mutex<()> = Mutex::new(());
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn cluster_addrs() -> Vec<String> {
     match std::env::var("TIERKIT_REDIS_CLUSTER") {
@@ -118,8 +118,9 @@ async fn cluster_nodes(addr: &str) -> (Vec<Option<String>>, HashMap<String, Stri
                 continue; // a migrating/importing marker
             }
             let (a, b) = range.split_once('-').unwrap_or((range, range));
-            for s in a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap() {
-                owners[s] = Some(node_addr.clone());
+            let (a, b) = (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap());
+            for owner in &mut owners[a..=b] {
+                *owner = Some(node_addr.clone());
             }
         }
     }
@@ -142,7 +143,7 @@ async fn disagreements(router: &ClusterRouter, addr: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topology_agrees_with_the_cluster_on_every_slot() {
-    let _one = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one = CLUSTER.lock().await;
     let addrs = cluster_addrs();
     let client = Client::new(&addrs[0]).await;
     assert_eq!(client.router.nodes().len(), 3, "three masters");
@@ -165,7 +166,7 @@ async fn topology_agrees_with_the_cluster_on_every_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crossslot_is_refused_before_it_is_sent() {
-    let _one = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one = CLUSTER.lock().await;
     let addrs = cluster_addrs();
     let client = Client::new(&addrs[0]).await;
     // "a" and "b" are on different slots; the router refuses before any byte is sent.
@@ -230,7 +231,7 @@ async fn reshard(from: &str, to: &str, seed: &str, slots: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_reshard_of_500_slots_loses_nothing() {
-    let _one = CLUSTER.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one = CLUSTER.lock().await;
     let addrs = cluster_addrs();
     let seed = addrs[0].clone();
     let client = Arc::new(Client::new(&seed).await);
