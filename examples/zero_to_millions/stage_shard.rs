@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use rusqlite::params;
 use tierkit::lb::{Balancer, RoundRobin};
 use tierkit::shard::{
-    Consistent, HotKeyDetector, MigrationIo, Migrator, Modulo, Redirect, ReshardPlan, Route,
-    ShardId, ShardMap, Step,
+    Arrival, Consistent, HotKeyDetector, MigrationIo, Migrator, Modulo, Redirect, ReshardPlan,
+    Route, ShardId, ShardMap, Step,
 };
 
 use super::db::{DbNode, Profile, read_user, write_user};
@@ -60,47 +60,54 @@ fn shard_of(map: &Map, id: ShardId) -> std::result::Result<Arc<DbNode>, AppError
         .ok_or_else(|| AppError(format!("no shard {id}")))
 }
 
-/// A read: the target, then the source, then the target again while the key is moving.
-fn read(map: &Map, id: u64) -> std::result::Result<Option<Profile>, AppError> {
-    let get = |s: ShardId| -> std::result::Result<Option<Profile>, AppError> {
-        shard_of(map, s)?
-            .with(|c| read_user(c, id))
-            .map_err(|e| AppError(e.to_string()))
-    };
-    match map.route(&id) {
-        Route::Shard(s) => get(s),
-        Route::Migrating { source, target } => match get(target)? {
-            Some(p) => Ok(Some(p)),
-            None => match get(source)? {
-                Some(p) => Ok(Some(p)),
-                None => get(target),
-            },
-        },
-    }
-}
-
-/// A write as a shard server executes it: it validates ownership under its lock and answers
-/// MOVED/ASK, which the client follows.
-fn write(map: &Map, p: &Profile) -> std::result::Result<(), AppError> {
-    let mut at = map.route(&p.id).write_shard();
-    for _ in 0..8 {
+/// One request as the shard servers execute it (Redis Cluster's rules): each validates
+/// ownership under its lock with the map's current view and answers MOVED / ASK / TRYAGAIN,
+/// which the client follows; `op` runs once a shard accepts.
+fn request<T>(
+    map: &Map,
+    id: u64,
+    op: impl Fn(&rusqlite::Connection) -> rusqlite::Result<T>,
+) -> std::result::Result<T, AppError> {
+    let (mut at, mut asking) = (map.route(&id).first_shard(), false);
+    for _ in 0..64 {
         let shard = shard_of(map, at)?;
         let verdict = shard
             .with(|c| {
-                let has = read_user(c, p.id)?.is_some();
-                match map.snapshot().check(&p.id, at, true, has) {
-                    Ok(()) => write_user(c, p).map(|()| Ok(())),
+                let arrival = if asking {
+                    Arrival::Asking
+                } else if read_user(c, id)?.is_some() {
+                    Arrival::Present
+                } else {
+                    Arrival::Absent
+                };
+                match map.snapshot().check(&id, at, arrival) {
+                    Ok(()) => op(c).map(Ok),
                     Err(r) => Ok(Err(r)),
                 }
             })
             .map_err(|e| AppError(e.to_string()))?;
         match verdict {
-            Ok(()) => return Ok(()),
-            Err(Redirect::Moved(s) | Redirect::Ask(s)) => at = s,
+            Ok(v) => return Ok(v),
+            Err(Redirect::Ask(s)) => (at, asking) = (s, true),
+            Err(Redirect::Moved(s)) => (at, asking) = (s, false),
+            Err(Redirect::TryAgain) => {
+                std::thread::yield_now();
+                (at, asking) = (map.route(&id).first_shard(), false);
+            }
             Err(other) => return Err(AppError(other.to_string())),
         }
     }
-    Err(AppError(format!("too many redirects for user {}", p.id)))
+    Err(AppError(format!("too many redirects for user {id}")))
+}
+
+/// A read, validated by the shard that serves it.
+fn read(map: &Map, id: u64) -> std::result::Result<Option<Profile>, AppError> {
+    request(map, id, |c| read_user(c, id))
+}
+
+/// A write, validated by the shard that serves it.
+fn write(map: &Map, p: &Profile) -> std::result::Result<(), AppError> {
+    request(map, p.id, |c| write_user(c, p))
 }
 
 /// The migrator's access to the SQLite shards.
@@ -143,13 +150,13 @@ impl MigrationIo for Io<'_> {
         Ok((moving, next))
     }
 
-    fn copy(&mut self, step: &Step, keys: &[u64]) -> std::result::Result<(), String> {
+    fn move_keys(&mut self, step: &Step, keys: &[u64]) -> std::result::Result<(), String> {
         let source = self.map.shard(step.source).ok_or("no source shard")?;
         let target = self.map.shard(step.target).ok_or("no target shard")?;
-        // One page at a time: source locked, then target (always in that order), in one
-        // transaction; a row the target already has was written during the migration and is
-        // newer, so it is kept (INSERT OR IGNORE).
-        let from = source.lock();
+        // One page at a time, atomically as Redis's MIGRATE: source locked, then target
+        // (always in that order; clients hold one shard at a time), the rows copied in one
+        // transaction on the target, then deleted in one on the source.
+        let mut from = source.lock();
         let mut rows = Vec::with_capacity(keys.len());
         for &k in keys {
             if let Some(p) = read_user(&from, k).map_err(|e| e.to_string())? {
@@ -161,7 +168,7 @@ impl MigrationIo for Io<'_> {
         {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO users (id, name, bio, version) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO users (id, name, bio, version) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(|e| e.to_string())?;
             for p in &rows {
@@ -170,19 +177,14 @@ impl MigrationIo for Io<'_> {
             }
         }
         tx.commit().map_err(|e| e.to_string())?;
-        drop(from);
-        Ok(())
-    }
-
-    fn delete(&mut self, step: &Step, keys: &[u64]) -> std::result::Result<(), String> {
-        let source = self.map.shard(step.source).ok_or("no source shard")?;
-        let mut conn = source.lock();
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        let tx = from.transaction().map_err(|e| e.to_string())?;
         for &k in keys {
             tx.execute("DELETE FROM users WHERE id = ?1", [k as i64])
                 .map_err(|e| e.to_string())?;
         }
-        tx.commit().map_err(|e| e.to_string())
+        tx.commit().map_err(|e| e.to_string())?;
+        drop(to);
+        Ok(())
     }
 }
 

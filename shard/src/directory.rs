@@ -146,6 +146,10 @@ impl ShardStrategy for Directory {
         }
     }
 
+    fn as_hash_slots(&self) -> Option<&crate::HashSlots> {
+        self.inner.as_hash_slots()
+    }
+
     fn pinned_keys(&self) -> Vec<ShardKey<'_>> {
         self.ints
             .keys()

@@ -93,6 +93,24 @@ pub enum Error {
         action: &'static str,
     },
 
+    /// Views older than `version` are still held after the drain's timeout (a client keeps a
+    /// [`Snapshot`](crate::Snapshot) for too long); the step stays preparing and can be resumed.
+    #[error("{views} views older than version {version} are still held")]
+    ViewsInUse {
+        /// The version the drain waited for.
+        version: u64,
+        /// Older views still alive.
+        views: usize,
+    },
+
+    /// A slot operation on a map whose strategy is not [`HashSlots`](crate::HashSlots).
+    #[error("the strategy is not a hash-slot table")]
+    NotSlotBased,
+
+    /// A Redis Cluster reply this crate cannot read (a topology or an error line).
+    #[error("unexpected reply from the cluster: {0}")]
+    Protocol(String),
+
     /// An error from the consistent-hash placement.
     #[error(transparent)]
     Placement(#[from] tierkit_consistent_hash::Error),

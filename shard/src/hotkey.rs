@@ -72,7 +72,8 @@ thread_local! {
 
 /// Seeds the calling thread's sampling generator (see [`HotKeyDetector::sampled`]), so a
 /// sampled run over the same accesses on the same threads repeats exactly. `0` is replaced by
-/// a fixed non-zero seed. Threads that never call it seed themselves from a per-thread address.
+/// a fixed non-zero seed. Threads that never call it seed themselves from the process's OS
+/// entropy (`tierkit_core::process_seed`) mixed with a per-thread address.
 pub fn seed_sampler(seed: u64) {
     SAMPLER.with(|s| {
         s.set(if seed == 0 {
@@ -88,8 +89,8 @@ fn sample(one_in: u32) -> bool {
     SAMPLER.with(|s| {
         let mut x = s.get();
         if x == 0 {
-            // Seed from the slot's address: distinct per thread, never zero.
-            x = (std::ptr::from_ref(s) as usize as u64) | 1;
+            // Per process from OS entropy, distinct per thread (the slot's address), never zero.
+            x = (tierkit_core::process_seed() ^ (std::ptr::from_ref(s) as usize as u64)) | 1;
         }
         x ^= x << 13;
         x ^= x >> 7;

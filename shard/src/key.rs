@@ -3,7 +3,7 @@
 /// A key as a strategy sees it.
 ///
 /// Integer keys keep their value, so `Modulo` over user ids is literally `user_id % n` and
-/// `Range` splits id ranges; byte keys (strings) are hashed by strategies that need a number.
+/// `KeyRange` splits id ranges; byte keys (strings) are hashed by strategies that need a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShardKey<'a> {
     /// An integer key such as a user id.

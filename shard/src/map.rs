@@ -1,240 +1,16 @@
 //! [`ShardMap`]: the shards, the strategy, and live migrations, behind one atomic snapshot.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::drain::{DrainSignal, Retired};
+use crate::snapshot::Migration;
 use crate::{
-    AsShardKey, Colocation, Directory, Error, ReshardPlan, Result, ShardId, ShardKey, ShardStrategy,
+    AsShardKey, Colocation, Directory, Error, ReshardPlan, Result, Route, ShardId, ShardStrategy,
+    Snapshot, StepState,
 };
-
-/// Where to send an operation on one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// The key lives on this shard.
-    Shard(ShardId),
-    /// The key is being moved from `source` to `target`:
-    /// - **writes** go to `target`;
-    /// - **deletes** go to both (else the copy would bring the key back);
-    /// - **reads** try `target`, then `source`, then `target` again (the key may have been
-    ///   copied and deleted between the first two reads) — the ASK redirect of Redis Cluster.
-    Migrating {
-        /// Where the key lived before the migration step.
-        source: ShardId,
-        /// Where it lives after.
-        target: ShardId,
-    },
-}
-
-impl Route {
-    /// The shard to write to.
-    #[must_use]
-    pub fn write_shard(&self) -> ShardId {
-        match *self {
-            Route::Shard(s) | Route::Migrating { target: s, .. } => s,
-        }
-    }
-}
-
-/// What a shard server answers when asked about a key that is not (only) its own: the outcomes
-/// Redis Cluster clients know. See [`Snapshot::check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Redirect {
-    /// The key belongs to another shard: refresh the routing view and go there.
-    #[error("MOVED to shard {0}")]
-    Moved(ShardId),
-    /// The key is migrating and may already be on the target: ask the target this once,
-    /// without updating the routing view.
-    #[error("ASK shard {0}")]
-    Ask(ShardId),
-    /// A multi-key request touches a key being migrated: retry shortly.
-    #[error("TRYAGAIN: a key of the request is being migrated")]
-    TryAgain,
-    /// A multi-key request spans shards (CROSSSLOT): it cannot run on one shard.
-    #[error("CROSSSLOT: keys of the request belong to different shards")]
-    CrossShard,
-}
-
-/// Progress of one migration step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StepState {
-    /// Not started: its keys route to the source.
-    Pending,
-    /// Copying: its keys route as [`Route::Migrating`].
-    Copying,
-    /// Done: its keys route to the target.
-    Done,
-}
-
-impl StepState {
-    fn name(self) -> &'static str {
-        match self {
-            StepState::Pending => "pending",
-            StepState::Copying => "copying",
-            StepState::Done => "done",
-        }
-    }
-}
-
-/// A migration in progress.
-#[derive(Debug, Clone)]
-struct Migration {
-    id: u64,
-    plan: Arc<ReshardPlan>,
-    steps: Vec<StepState>,
-}
-
-impl Migration {
-    /// The migration `id` of this view.
-    fn of<S>(snapshot: &Snapshot<S>, id: u64) -> Result<&Migration> {
-        snapshot
-            .migration
-            .as_ref()
-            .filter(|m| m.id == id)
-            .ok_or(Error::NoSuchMigration(id))
-    }
-
-    /// Fails with the first step not in `state`, saying what could not be done.
-    fn require_all(&self, state: StepState, action: &'static str) -> Result<()> {
-        match self.steps.iter().enumerate().find(|(_, s)| **s != state) {
-            Some((step, other)) => Err(Error::StepState {
-                step,
-                state: other.name(),
-                action,
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-/// One immutable view of the map: the shards, the strategy, any migration. Load one with
-/// [`ShardMap::snapshot`] to route several keys against the same view.
-#[derive(Debug)]
-pub struct Snapshot<S> {
-    version: u64,
-    colocation: Colocation,
-    shards: Vec<(ShardId, Arc<S>)>,
-    strategy: Arc<Directory>,
-    migration: Option<Migration>,
-}
-
-impl<S> Snapshot<S> {
-    /// Increases by one with every change to the map.
-    #[must_use]
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// The shard handle for `id`.
-    #[must_use]
-    pub fn shard(&self, id: ShardId) -> Option<&Arc<S>> {
-        self.shards
-            .binary_search_by_key(&id, |(i, _)| *i)
-            .ok()
-            .map(|i| &self.shards[i].1)
-    }
-
-    /// Every shard id, ascending.
-    pub fn shard_ids(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.shards.iter().map(|(id, _)| *id)
-    }
-
-    /// The current strategy (with its pins).
-    #[must_use]
-    pub fn strategy(&self) -> &Arc<Directory> {
-        &self.strategy
-    }
-
-    /// Applies the map's co-location rule to a key.
-    #[inline]
-    pub(crate) fn colocate<'k>(&self, key: ShardKey<'k>) -> ShardKey<'k> {
-        self.colocation.apply(key)
-    }
-
-    /// Routes one key. Allocation-free.
-    #[inline]
-    pub fn route<K: AsShardKey + ?Sized>(&self, key: &K) -> Route {
-        let key = self.colocation.apply(key.as_shard_key());
-        let Some(m) = &self.migration else {
-            return Route::Shard(self.strategy.shard_of(key));
-        };
-        let Some((source, target)) = m.plan.moves(&key) else {
-            return Route::Shard(self.strategy.shard_of(key));
-        };
-        let state = m
-            .plan
-            .step_of(source, target)
-            .and_then(|i| m.steps.get(i).copied())
-            // Every moving pair has a step by construction of the plan.
-            .unwrap_or(StepState::Copying);
-        match state {
-            StepState::Pending => Route::Shard(source),
-            StepState::Copying => Route::Migrating { source, target },
-            StepState::Done => Route::Shard(target),
-        }
-    }
-
-    /// Routes a multi-key request that must run on one shard.
-    ///
-    /// # Errors
-    /// [`Redirect::TryAgain`] if any key is migrating, [`Redirect::CrossShard`] if the keys
-    /// belong to different shards.
-    pub fn route_all<K, I>(&self, keys: I) -> Result<Option<ShardId>, Redirect>
-    where
-        K: AsShardKey,
-        I: IntoIterator<Item = K>,
-    {
-        let mut shard = None;
-        for key in keys {
-            match self.route(&key) {
-                Route::Migrating { .. } => return Err(Redirect::TryAgain),
-                Route::Shard(s) if shard.is_some_and(|t| t != s) => {
-                    return Err(Redirect::CrossShard);
-                }
-                Route::Shard(s) => shard = Some(s),
-            }
-        }
-        Ok(shard)
-    }
-
-    /// What shard `at` should do with a request for `key`, by this view: `Ok` to serve it, or
-    /// the redirect to answer. A shard server calls this under its own lock, before executing,
-    /// so a client routing with an older view is corrected instead of writing to a stale shard.
-    /// During a migration the source answers [`Redirect::Ask`] for keys it no longer has
-    /// (`has_key` false) and for all writes; the target serves everything.
-    ///
-    /// # Errors
-    /// The redirect the client must follow.
-    pub fn check<K: AsShardKey + ?Sized>(
-        &self,
-        key: &K,
-        at: ShardId,
-        is_write: bool,
-        has_key: bool,
-    ) -> Result<(), Redirect> {
-        match self.route(key) {
-            Route::Shard(s) if s == at => Ok(()),
-            Route::Shard(s) => Err(Redirect::Moved(s)),
-            Route::Migrating { target, .. } if target == at => Ok(()),
-            Route::Migrating { source, target } if source == at => {
-                if is_write || !has_key {
-                    Err(Redirect::Ask(target))
-                } else {
-                    Ok(())
-                }
-            }
-            Route::Migrating { target, .. } => Err(Redirect::Moved(target)),
-        }
-    }
-
-    /// The state of each step of the migration in progress, if any.
-    #[must_use]
-    pub fn migration_steps(&self) -> Option<&[StepState]> {
-        self.migration.as_ref().map(|m| m.steps.as_slice())
-    }
-}
 
 /// The routing brain in front of an application's shards: owns the shard handles (`S`, e.g. a
 /// connection pool per shard), the [`ShardStrategy`] (always behind a [`Directory`] so keys can
@@ -263,6 +39,7 @@ impl<S> Snapshot<S> {
 pub struct ShardMap<S> {
     state: ArcSwap<Snapshot<S>>,
     writer: Mutex<u64>,
+    retired: Retired<S>,
 }
 
 /// Configures a [`ShardMap`].
@@ -340,8 +117,10 @@ impl<S> ShardMapBuilder<S> {
                 shards,
                 strategy,
                 migration: None,
+                drain: Arc::new(DrainSignal::default()),
             }),
             writer: Mutex::new(0),
+            retired: Retired::default(),
         })
     }
 }
@@ -394,17 +173,24 @@ impl<S> ShardMap<S> {
         *version = current.version + 1;
         next.version = *version;
         self.state.store(Arc::new(next));
+        self.retired.push(&current);
         Ok(())
     }
 
     fn with(current: &Snapshot<S>) -> Snapshot<S> {
-        Snapshot {
-            version: current.version,
-            colocation: current.colocation,
-            shards: current.shards.clone(),
-            strategy: current.strategy.clone(),
-            migration: current.migration.clone(),
-        }
+        current.next()
+    }
+
+    /// Blocks until no one holds a view older than `version` (every [`Snapshot`] loaded before
+    /// that version was published has been dropped), or `timeout` passes (`Duration::MAX`: no
+    /// deadline). Woken by snapshot drops, not by polling. The [`Migrator`](crate::Migrator)
+    /// calls this between [`start_step`](Self::start_step) and [`open_step`](Self::open_step).
+    ///
+    /// # Errors
+    /// [`Error::ViewsInUse`] on timeout, with how many old views are still held.
+    pub fn wait_for_views_before(&self, version: u64, timeout: Duration) -> Result<()> {
+        let drain = self.state.load().drain.clone();
+        self.retired.wait_before(&drain, version, timeout)
     }
 
     /// Adds a shard that no key routes to yet (plan a migration to give it keys).
@@ -449,6 +235,28 @@ impl<S> ShardMap<S> {
             Ok(next)
         })?;
         removed.ok_or(Error::UnknownShard(id))
+    }
+
+    /// Gives one hash slot to `owner` (what a Redis Cluster's MOVED says), in one new version:
+    /// no migration plan, no probing of the other slots. For a strategy that follows a live
+    /// Redis Cluster at MOVED rates, use a [`ClusterRouter`](crate::ClusterRouter).
+    ///
+    /// # Errors
+    /// [`Error::NotSlotBased`] unless the strategy is [`HashSlots`](crate::HashSlots);
+    /// [`Error::MigrationInProgress`]; [`Error::UnknownShard`] if the map has no `owner`;
+    /// [`Error::SlotOutOfRange`].
+    pub fn set_slot_owner(&self, slot: u16, owner: ShardId) -> Result<()> {
+        self.update(|cur| {
+            if let Some(m) = &cur.migration {
+                return Err(Error::MigrationInProgress(m.id));
+            }
+            check_known(&cur.shards, &[owner])?;
+            let mut slots = cur.hash_slots().ok_or(Error::NotSlotBased)?.clone();
+            slots.set_slot_owner(slot, owner)?;
+            let mut next = Self::with(cur);
+            next.strategy = Arc::new(cur.strategy.with_inner(Arc::new(slots)));
+            Ok(next)
+        })
     }
 
     /// A plan from the current strategy to `new` (keeping the current pins).
@@ -532,12 +340,27 @@ impl<S> ShardMap<S> {
         })
     }
 
-    /// Marks a step as copying: its keys now route as [`Route::Migrating`].
+    /// Starts a step: its keys now route as [`Route::Preparing`]. Returns the version that
+    /// published it: wait for views older than it ([`wait_for_views_before`]) before
+    /// [`open_step`](Self::open_step).
+    ///
+    /// [`wait_for_views_before`]: Self::wait_for_views_before
     ///
     /// # Errors
     /// [`Error::NoSuchMigration`], [`Error::NoSuchStep`], [`Error::StepState`] unless pending.
-    pub fn start_step(&self, id: u64, step: usize) -> Result<()> {
-        self.set_step(id, step, StepState::Pending, StepState::Copying, "start")
+    pub fn start_step(&self, id: u64, step: usize) -> Result<u64> {
+        self.set_step(id, step, StepState::Pending, StepState::Preparing, "start")?;
+        Ok(self.version())
+    }
+
+    /// Opens a preparing step's target: its keys now route as [`Route::Migrating`]. Call it
+    /// only once no view older than the version [`start_step`](Self::start_step) returned is
+    /// held (a client with an older view may still write to the source blindly).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchMigration`], [`Error::NoSuchStep`], [`Error::StepState`] unless preparing.
+    pub fn open_step(&self, id: u64, step: usize) -> Result<()> {
+        self.set_step(id, step, StepState::Preparing, StepState::Copying, "open")
     }
 
     /// Marks a step as done (its keys are all on the target): they now route to the target.

@@ -1,14 +1,15 @@
 //! [`Migrator`]: drives a migration through the application's own data-moving callbacks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{Error, ReshardPlan, ShardMap, Step, StepState};
 
 /// The application's side of a migration: how to list, copy and delete keys on its shards.
 ///
-/// The [`Migrator`] calls these for one step at a time, after the step's keys already route as
-/// [`Route::Migrating`](crate::Route) (so new writes go to the target and no new data lands on
-/// the source for them).
+/// The [`Migrator`] calls these for one step at a time, after the step's keys route as
+/// [`Route::Migrating`](crate::Route) and no older view is held (so no client creates a key on
+/// the source any more: see [`protocol`](crate::KeyOp)).
 pub trait MigrationIo {
     /// The application's key type.
     type Key;
@@ -17,7 +18,9 @@ pub trait MigrationIo {
 
     /// One page of the keys on `step.source` that `plan.moves` sends to `step.target`, starting
     /// at `cursor` (0 for a new pass), and the cursor of the next page (0 when the pass is over),
-    /// like Redis `SCAN`. For slot-based plans, scanning `step.slots` is enough.
+    /// like Redis `SCAN`. For slot-based plans, scanning `step.slots` is enough. Keys holding
+    /// a [`Tombstone`](crate::Entry::Tombstone) or a [`Moved`](crate::Entry::Moved) marker
+    /// count: they must be moved (removed) too.
     ///
     /// # Errors
     /// Any error of the application's storage; the migrator stops and can be resumed.
@@ -28,19 +31,15 @@ pub trait MigrationIo {
         cursor: u64,
     ) -> Result<(Vec<Self::Key>, u64), Self::Error>;
 
-    /// Copies each key's CURRENT value from the source to the target, skipping keys the target
-    /// already has (they were written during the migration and are newer). Per key, read and
-    /// insert must not interleave with a delete of that key.
+    /// Moves each key from `step.source` to `step.target` so that the source no longer holds
+    /// it: with single-key operations, drive a [`MoveKey`](crate::MoveKey) per key (copy the
+    /// source's entry, swap it for `Moved` by compare-and-set, retry if a client changed it,
+    /// delete the marker). A store that can lock both shards may instead copy and delete each
+    /// key under those locks; Redis does it with `MIGRATE`.
     ///
     /// # Errors
     /// Any error of the application's storage.
-    fn copy(&mut self, step: &Step, keys: &[Self::Key]) -> Result<(), Self::Error>;
-
-    /// Deletes the keys from the source (they are on the target now).
-    ///
-    /// # Errors
-    /// Any error of the application's storage.
-    fn delete(&mut self, step: &Step, keys: &[Self::Key]) -> Result<(), Self::Error>;
+    fn move_keys(&mut self, step: &Step, keys: &[Self::Key]) -> Result<(), Self::Error>;
 
     /// Called after every page with the progress so far. Does nothing by default.
     fn progress(&mut self, progress: &Progress) {
@@ -74,7 +73,7 @@ pub enum MigrateError<E> {
     Io {
         /// The step.
         step: usize,
-        /// Which callback failed: "scan", "copy" or "delete".
+        /// Which callback failed: "scan" or "move".
         during: &'static str,
         /// The application's error.
         #[source]
@@ -85,9 +84,13 @@ pub enum MigrateError<E> {
     Map(#[from] Error),
 }
 
-/// Runs a [`ReshardPlan`] on a [`ShardMap`]: for each step, marks it copying, scans its source in
-/// pages, copies and deletes each page, repeats the scan until a full pass finds nothing (which
-/// catches writes that raced with the first pass), marks it done, and finally cuts over.
+/// Runs a [`ReshardPlan`] on a [`ShardMap`]: for each step, starts it (preparing), waits until
+/// no view older than that is held (the drain), opens it (copying), scans its source in pages
+/// and moves each page, repeats the scan until a full pass finds nothing, marks the step done,
+/// and finally cuts over.
+///
+/// The drain blocks the calling thread (woken by snapshot drops); in an async program run the
+/// migrator on a blocking thread.
 ///
 /// # Examples
 ///
@@ -99,6 +102,7 @@ pub struct Migrator<'m, S> {
     plan: Arc<ReshardPlan>,
     progress: Progress,
     found_this_pass: bool,
+    drain_timeout: Duration,
 }
 
 impl<'m, S> Migrator<'m, S> {
@@ -141,7 +145,19 @@ impl<'m, S> Migrator<'m, S> {
             },
             plan,
             found_this_pass: false,
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
         })
+    }
+
+    /// How long [`run`](Self::run) waits by default for views older than a step to be dropped.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Sets how long to wait for views older than a step to be dropped (`Duration::MAX`: no
+    /// deadline). On timeout `run` fails with [`Error::ViewsInUse`] and can be resumed.
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
     }
 
     /// The migration's id in the map.
@@ -187,6 +203,13 @@ impl<'m, S> Migrator<'m, S> {
         };
         if states[step] == StepState::Pending {
             self.map.start_step(self.id, step)?;
+        }
+        if states[step] != StepState::Copying {
+            // Preparing (just started, or left so by a crash or a drain timeout): the drain.
+            let started = self.map.version();
+            self.map
+                .wait_for_views_before(started, self.drain_timeout)?;
+            self.map.open_step(self.id, step)?;
             self.progress.current = Some((step, 0));
             self.found_this_pass = false;
         }
@@ -208,8 +231,7 @@ impl<'m, S> Migrator<'m, S> {
             .scan(&plan, desc, cursor)
             .map_err(|e| io_err("scan", e))?;
         if !keys.is_empty() {
-            io.copy(desc, &keys).map_err(|e| io_err("copy", e))?;
-            io.delete(desc, &keys).map_err(|e| io_err("delete", e))?;
+            io.move_keys(desc, &keys).map_err(|e| io_err("move", e))?;
             self.progress.keys_moved += keys.len() as u64;
             self.found_this_pass = true;
         }

@@ -159,6 +159,42 @@ impl HashSlots {
         Self::from_table(&table)
     }
 
+    /// Gives `slot` to `owner` in place: O(1) when `owner` already owns a slot or is the
+    /// highest id so far, O(16,384) when a new id sorts between existing ones. A shard that
+    /// loses its last slot stays in [`shards`](ShardStrategy::shards).
+    ///
+    /// # Errors
+    /// [`Error::SlotOutOfRange`]; [`Error::TooManyShards`] past 65,535 distinct owners.
+    pub fn set_slot_owner(&mut self, slot: u16, owner: ShardId) -> Result<()> {
+        if usize::from(slot) >= SLOTS {
+            return Err(Error::SlotOutOfRange {
+                slot: usize::from(slot),
+                slots: SLOTS,
+            });
+        }
+        let index = match self.shards.binary_search(&owner) {
+            Ok(i) => i,
+            Err(at) => {
+                if self.shards.len() >= usize::from(u16::MAX) {
+                    return Err(Error::TooManyShards(self.shards.len() + 1));
+                }
+                self.shards.insert(at, owner);
+                if at + 1 < self.shards.len() {
+                    // Indices at or above `at` shift up by one.
+                    for entry in self.table.iter_mut() {
+                        if usize::from(*entry) >= at {
+                            *entry += 1;
+                        }
+                    }
+                }
+                at
+            }
+        };
+        // `index` < 65,535 by the check above.
+        self.table[usize::from(slot)] = u16::try_from(index).unwrap_or(0);
+        Ok(())
+    }
+
     /// A table over `shards` that moves as few slots as possible from this one: shards that
     /// stay keep their slots up to their new even share, removed shards give up all of theirs,
     /// and new shards receive exactly their share. Going from 4 to 5 shards moves 20% of the
@@ -213,6 +249,10 @@ impl ShardStrategy for HashSlots {
 
     fn slot_of(&self, key: ShardKey<'_>) -> Option<u16> {
         Some(Self::slot(key))
+    }
+
+    fn as_hash_slots(&self) -> Option<&HashSlots> {
+        Some(self)
     }
 }
 

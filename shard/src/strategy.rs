@@ -64,6 +64,12 @@ pub trait ShardStrategy: Send + Sync + fmt::Debug {
         None
     }
 
+    /// This strategy as a Redis-style slot table, if it is one (the map's current table is then
+    /// reachable through [`Snapshot::hash_slots`](crate::Snapshot::hash_slots)).
+    fn as_hash_slots(&self) -> Option<&crate::HashSlots> {
+        None
+    }
+
     /// Keys placed by explicit override rather than by the strategy's rule (see
     /// [`Directory`](crate::Directory)); migration plans give each a step of its own.
     fn pinned_keys(&self) -> Vec<ShardKey<'_>> {
@@ -90,6 +96,9 @@ macro_rules! forward_strategy {
             }
             fn pinned_keys(&self) -> Vec<ShardKey<'_>> {
                 (**self).pinned_keys()
+            }
+            fn as_hash_slots(&self) -> Option<&crate::HashSlots> {
+                (**self).as_hash_slots()
             }
         }
     )*};

@@ -9,6 +9,8 @@ static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllo
 mod hotkey;
 mod migration;
 mod migrator;
+#[cfg(feature = "redis")]
+mod redis_cluster;
 mod routing;
 mod scatter;
 
@@ -21,4 +23,6 @@ fn shared_types_are_send_and_sync() {
     assert_send_sync::<tierkit_shard::Directory>();
     assert_send_sync::<tierkit_shard::HashSlots>();
     assert_send_sync::<tierkit_shard::Error>();
+    assert_send_sync::<tierkit_shard::ClusterRouter>();
+    assert_send_sync::<tierkit_shard::Topology>();
 }

@@ -1,25 +1,28 @@
-//! Model check of online migration: shards are `BTreeMap`s, clients route with possibly stale
-//! snapshots and shard servers validate with `Snapshot::check` (MOVED / ASK), interleaved at
-//! random with a migrator's steps (start, scan, copy, delete, finish, cut-over). After every
-//! event every key reads back its last written value (no loss, no resurrection), and after the
-//! cut-over every key lives on exactly one shard, the one it routes to.
+//! Random interleavings of the migration protocol at scale (the exhaustive check of every
+//! interleaving on two keys is `examples/protocol_check`, run by CI): shards are `BTreeMap`s of
+//! [`Entry`]s, clients route with snapshots they hold (possibly for a long time) and run the
+//! crate's [`KeyOp`]; the migrator runs [`MoveKey`] and opens each step only when the map's real
+//! drain ([`ShardMap::wait_for_views_before`]) says no older view is held. Each request runs
+//! whole, so a plain `BTreeMap` is the model: every read equals it, and after the cut-over every
+//! key lives on exactly one shard, the one it routes to, with no marker left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use tierkit_shard::{
-    Consistent, HashSlots, Modulo, Redirect, ReshardPlan, Route, ShardId, ShardMap, ShardStrategy,
-    Snapshot,
+    Consistent, Entry, HashSlots, KeyOp, Modulo, MoveKey, Next, Outcome, Request, ReshardPlan,
+    ShardId, ShardMap, ShardStrategy, Snapshot, StoreOp, StoreReply,
 };
 
-type Shards = BTreeMap<ShardId, BTreeMap<u64, u64>>;
+type Shards = BTreeMap<ShardId, BTreeMap<u64, Entry<u64>>>;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// A client routes key with the current snapshot and queues the operation.
+    /// A client routes a write (or a delete) with the current snapshot and holds it.
     Route { key: u64, value: Option<u64> },
-    /// The oldest queued operation reaches its shard (validated against the current snapshot).
+    /// The oldest held request runs.
     Apply,
     /// A client reads a key with a snapshot taken now.
     Read { key: u64 },
@@ -36,12 +39,55 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Debug)]
+fn exec(shards: &mut Shards, key: u64, op: &StoreOp<u64>) -> StoreReply<u64> {
+    match op {
+        StoreOp::Get(s) => StoreReply::Got(shards[s].get(&key).cloned()),
+        StoreOp::Set(s, e) => {
+            shards.get_mut(s).unwrap().insert(key, e.clone());
+            StoreReply::Done
+        }
+        StoreOp::CompareAndSet {
+            shard,
+            expected,
+            new,
+        } => {
+            let store = shards.get_mut(shard).unwrap();
+            let hit = store.get(&key) == Some(expected);
+            if hit {
+                store.insert(key, new.clone());
+            }
+            StoreReply::Swapped(hit)
+        }
+        StoreOp::Delete(s) => {
+            shards.get_mut(s).unwrap().remove(&key);
+            StoreReply::Done
+        }
+    }
+}
+
+/// Runs one request to its end with the route of `snap`.
+fn run_request(
+    snap: &Snapshot<()>,
+    shards: &mut Shards,
+    key: u64,
+    request: Request<u64>,
+) -> Outcome<u64> {
+    let mut op = KeyOp::new(snap.route(&key), request);
+    let mut reply = None;
+    for _ in 0..16 {
+        match op.next(reply.take()) {
+            Next::Op(o) => reply = Some(exec(shards, key, &o)),
+            Next::Finished(outcome) => return outcome,
+        }
+    }
+    panic!("request on {key} did not finish");
+}
+
 enum Phase {
     Start,
+    Drain(u64),
     Scan,
-    Copy(Vec<u64>),
-    Delete(Vec<u64>),
+    Finish,
     Complete,
     Done,
 }
@@ -56,11 +102,14 @@ struct Migrator {
 impl Migrator {
     fn advance(&mut self, map: &ShardMap<()>, shards: &mut Shards) {
         let steps = self.plan.steps();
-        match std::mem::replace(&mut self.phase, Phase::Done) {
+        match self.phase {
             Phase::Start if self.step == steps.len() => self.phase = Phase::Complete,
-            Phase::Start => {
-                map.start_step(self.id, self.step).unwrap();
-                self.phase = Phase::Scan;
+            Phase::Start => self.phase = Phase::Drain(map.start_step(self.id, self.step).unwrap()),
+            Phase::Drain(version) => {
+                if map.wait_for_views_before(version, Duration::ZERO).is_ok() {
+                    map.open_step(self.id, self.step).unwrap();
+                    self.phase = Phase::Scan;
+                }
             }
             Phase::Scan => {
                 let s = &steps[self.step];
@@ -70,90 +119,50 @@ impl Migrator {
                     .filter(|k| self.plan.moves(k) == Some((s.source, s.target)))
                     .collect();
                 if keys.is_empty() {
-                    map.finish_step(self.id, self.step).unwrap();
-                    self.step += 1;
-                    self.phase = Phase::Start;
-                } else {
-                    self.phase = Phase::Copy(keys);
+                    self.phase = Phase::Finish;
                 }
-            }
-            Phase::Copy(keys) => {
-                // Per key, atomically: the source's current value, unless the target has one.
-                let s = &steps[self.step];
-                for k in &keys {
-                    if let Some(&v) = shards[&s.source].get(k) {
-                        shards.get_mut(&s.target).unwrap().entry(*k).or_insert(v);
+                for k in keys {
+                    let mut m = MoveKey::new(s.source, s.target);
+                    let mut reply = None;
+                    while let Next::Op(o) = m.next(reply.take()) {
+                        reply = Some(exec(shards, k, &o));
                     }
                 }
-                self.phase = Phase::Delete(keys);
             }
-            Phase::Delete(keys) => {
-                let s = &steps[self.step];
-                for k in &keys {
-                    shards.get_mut(&s.source).unwrap().remove(k);
-                }
-                self.phase = Phase::Scan;
+            Phase::Finish => {
+                map.finish_step(self.id, self.step).unwrap();
+                self.step += 1;
+                self.phase = Phase::Start;
             }
             Phase::Complete => {
                 map.complete(self.id).unwrap();
                 self.phase = Phase::Done;
             }
-            Phase::Done => self.phase = Phase::Done,
+            Phase::Done => {}
         }
     }
 }
 
-/// A write or delete reaching shard `at` with a possibly stale route, validated by the server.
-fn apply(snap: &Snapshot<()>, shards: &mut Shards, key: u64, value: Option<u64>, route: Route) {
-    let mut at = match (route, value) {
-        // Deletes during a migration go to both: source first, then target.
-        (Route::Migrating { source, target }, None) => {
-            shards.get_mut(&source).unwrap().remove(&key);
-            target
-        }
-        (r, _) => r.write_shard(),
+type Held = VecDeque<(u64, Option<u64>, Arc<Snapshot<()>>)>;
+
+/// Runs the oldest held request; a TRYAGAIN goes back to the queue with a fresh view.
+fn apply(map: &ShardMap<()>, shards: &mut Shards, truth: &mut BTreeMap<u64, u64>, held: &mut Held) {
+    let Some((key, value, snap)) = held.pop_front() else {
+        return;
     };
-    for _ in 0..4 {
-        let has = shards[&at].contains_key(&key);
-        match snap.check(&key, at, true, has) {
-            Ok(()) => {
-                let shard = shards.get_mut(&at).unwrap();
-                match value {
-                    Some(v) => shard.insert(key, v),
-                    None => shard.remove(&key),
-                };
-                return;
-            }
-            Err(Redirect::Ask(target)) => {
-                if value.is_none() {
-                    // A delete asked away from the source removes the source copy too.
-                    shards.get_mut(&at).unwrap().remove(&key);
-                }
-                at = target;
-            }
-            Err(Redirect::Moved(s)) => at = s,
-            Err(other) => panic!("unexpected redirect {other:?}"),
+    let request = value.map_or(Request::Delete, Request::Write);
+    match run_request(&snap, shards, key, request) {
+        Outcome::Done => match value {
+            Some(v) => truth.insert(key, v),
+            None => truth.remove(&key),
+        },
+        Outcome::TryAgain => {
+            drop(snap);
+            held.push_back((key, value, map.snapshot()));
+            None
         }
-    }
-    panic!("write of {key} bounced more than 4 times");
-}
-
-/// The read protocol: target, then source, then target again, with server-side checks.
-fn read(snap: &Snapshot<()>, shards: &Shards, key: u64) -> Option<u64> {
-    match snap.route(&key) {
-        Route::Shard(s) => {
-            assert_eq!(
-                snap.check(&key, s, false, shards[&s].contains_key(&key)),
-                Ok(())
-            );
-            shards[&s].get(&key).copied()
-        }
-        Route::Migrating { source, target } => shards[&target]
-            .get(&key)
-            .or_else(|| shards[&source].get(&key))
-            .or_else(|| shards[&target].get(&key))
-            .copied(),
-    }
+        Outcome::Read(_) => unreachable!("a write"),
+    };
 }
 
 fn run(
@@ -171,10 +180,9 @@ fn run(
         let _ = map.add_shard(ShardId(id), ());
     }
     let mut truth: BTreeMap<u64, u64> = BTreeMap::new();
-    // Some data before the migration starts.
     for key in 0..40 {
-        let route = map.route(&key);
-        apply(&map.snapshot(), &mut shards, key, Some(key), route);
+        let snap = map.snapshot();
+        run_request(&snap, &mut shards, key, Request::Write(key));
         truth.insert(key, key);
     }
     let plan = Arc::new(map.plan_to(to).unwrap());
@@ -184,45 +192,31 @@ fn run(
         step: 0,
         phase: Phase::Start,
     };
-    let mut queue: std::collections::VecDeque<(u64, Option<u64>, Route)> = Default::default();
-    let ops = ops
-        .into_iter()
-        .chain(std::iter::repeat_n(Op::Migrate, 2_000));
+    let mut held: Held = VecDeque::new();
     for op in ops {
         match op {
-            Op::Route { key, value } => queue.push_back((key, value, map.route(&key))),
-            Op::Apply => {
-                if let Some((key, value, route)) = queue.pop_front() {
-                    apply(&map.snapshot(), &mut shards, key, value, route);
-                    match value {
-                        Some(v) => truth.insert(key, v),
-                        None => truth.remove(&key),
-                    };
-                }
-            }
+            Op::Route { key, value } => held.push_back((key, value, map.snapshot())),
+            Op::Apply => apply(&map, &mut shards, &mut truth, &mut held),
             Op::Read { key } => {
-                prop_assert_eq!(
-                    read(&map.snapshot(), &shards, key),
-                    truth.get(&key).copied(),
-                    "key {}",
-                    key
-                );
+                let snap = map.snapshot();
+                match run_request(&snap, &mut shards, key, Request::Read) {
+                    Outcome::Read(got) => {
+                        prop_assert_eq!(got, truth.get(&key).copied(), "key {}", key)
+                    }
+                    Outcome::TryAgain => {}
+                    Outcome::Done => unreachable!("a read"),
+                }
             }
             Op::Migrate => migrator.advance(&map, &mut shards),
         }
-        if matches!(migrator.phase, Phase::Done) && queue.is_empty() {
+    }
+    // Drain the held requests (which releases their views), then finish the migration.
+    for _ in 0..10_000 {
+        if held.is_empty() && matches!(migrator.phase, Phase::Done) {
             break;
         }
-        // Drain the queue at the end so every queued write lands.
-        if matches!(migrator.phase, Phase::Done) {
-            while let Some((key, value, route)) = queue.pop_front() {
-                apply(&map.snapshot(), &mut shards, key, value, route);
-                match value {
-                    Some(v) => truth.insert(key, v),
-                    None => truth.remove(&key),
-                };
-            }
-        }
+        apply(&map, &mut shards, &mut truth, &mut held);
+        migrator.advance(&map, &mut shards);
     }
     prop_assert!(
         matches!(migrator.phase, Phase::Done),
@@ -231,16 +225,19 @@ fn run(
     // Every key reads back, and lives on exactly one shard: the one it routes to.
     let snap = map.snapshot();
     for key in 0..40u64 {
-        prop_assert_eq!(read(&snap, &shards, key), truth.get(&key).copied());
-        let holders: Vec<ShardId> = shards
+        let got = run_request(&snap, &mut shards, key, Request::Read);
+        prop_assert_eq!(got, Outcome::Read(truth.get(&key).copied()));
+        let holders: Vec<(ShardId, Entry<u64>)> = shards
             .iter()
-            .filter(|(_, m)| m.contains_key(&key))
-            .map(|(id, _)| *id)
+            .filter_map(|(id, m)| m.get(&key).map(|e| (*id, e.clone())))
             .collect();
         match truth.get(&key) {
-            Some(_) => {
-                prop_assert_eq!(holders, vec![snap.route(&key).write_shard()], "key {}", key)
-            }
+            Some(v) => prop_assert_eq!(
+                holders,
+                vec![(snap.route(&key).first_shard(), Entry::Value(*v))],
+                "key {}",
+                key
+            ),
             None => prop_assert!(holders.is_empty(), "deleted key {} on {:?}", key, holders),
         }
     }
@@ -266,4 +263,55 @@ proptest! {
     fn ring_3_to_5(ops in prop::collection::vec(op(), 1..300)) {
         run(Arc::new(Consistent::ring(3).unwrap()), Consistent::ring(5).unwrap(), ops)?;
     }
+}
+
+/// The checker of every interleaving, on a small scenario (CI runs the larger one in release).
+#[path = "../../examples/protocol_check/model.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod model;
+
+#[test]
+fn every_interleaving_of_the_protocol_is_safe_and_the_broken_variants_are_caught() {
+    use model::{Scenario, Variant, explore};
+    let ok = explore(Variant::Fixed, &Scenario::small(), 5_000_000);
+    assert!(ok.violation.is_none(), "{:?}", ok.violation);
+    assert!(ok.states > 10_000, "explored only {} states", ok.states);
+    for broken in [
+        Variant::TargetFirst,
+        Variant::TargetFirstDrained,
+        Variant::NoDrain,
+    ] {
+        let r = explore(broken, &Scenario::small(), 5_000_000);
+        assert!(r.violation.is_some(), "{broken:?} passed");
+    }
+}
+
+#[test]
+fn the_drain_waits_for_older_views_and_wakes_on_their_drop() {
+    let map = ShardMap::builder()
+        .shards((0..2).map(|i| (ShardId(i), ())))
+        .strategy(Modulo::new(1).unwrap())
+        .build()
+        .unwrap();
+    let held = map.snapshot();
+    let id = map
+        .begin(map.plan_to(Modulo::new(2).unwrap()).unwrap())
+        .unwrap();
+    let started = map.start_step(id, 0).unwrap();
+    assert_eq!(
+        map.wait_for_views_before(started, Duration::ZERO),
+        Err(tierkit_shard::Error::ViewsInUse {
+            version: started,
+            views: 1
+        })
+    );
+    // A thread blocked without deadline wakes when the old view is dropped (no polling).
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| map.wait_for_views_before(started, Duration::MAX));
+        drop(held);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    });
+    // Views loaded after the step started do not block it.
+    let _new = map.snapshot();
+    assert_eq!(map.wait_for_views_before(started, Duration::ZERO), Ok(()));
 }

@@ -51,24 +51,13 @@ impl MigrationIo for Io {
         Ok((page, next))
     }
 
-    fn copy(&mut self, step: &Step, keys: &[u64]) -> Result<(), String> {
+    fn move_keys(&mut self, step: &Step, keys: &[u64]) -> Result<(), String> {
         self.tick()?;
+        // One thread owns both maps here: copying and deleting is atomic per key.
         for k in keys {
-            if let Some(v) = self.shards[&step.source].get(k).cloned() {
-                self.shards
-                    .get_mut(&step.target)
-                    .unwrap()
-                    .entry(*k)
-                    .or_insert(v);
+            if let Some(v) = self.shards.get_mut(&step.source).unwrap().remove(k) {
+                self.shards.get_mut(&step.target).unwrap().insert(*k, v);
             }
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, step: &Step, keys: &[u64]) -> Result<(), String> {
-        self.tick()?;
-        for k in keys {
-            self.shards.get_mut(&step.source).unwrap().remove(k);
         }
         Ok(())
     }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use tierkit_shard::{
-    Consistent, Directory, Error, HashSlots, Modulo, Range, ReshardPlan, Route, ShardId, ShardKey,
-    ShardMap, ShardStrategy, crc16, hash_tag,
+    Consistent, Directory, Error, HashSlots, KeyRange, Modulo, ReshardPlan, Route, ShardId,
+    ShardKey, ShardMap, ShardStrategy, crc16, hash_tag,
 };
 
 fn ids(n: u32) -> impl Iterator<Item = ShardId> {
@@ -47,7 +47,7 @@ fn strategies() -> Vec<Arc<dyn ShardStrategy>> {
     vec![
         Arc::new(Modulo::new(4).unwrap()),
         Arc::new(HashSlots::even(ids(4)).unwrap()),
-        Arc::new(Range::uniform(4).unwrap()),
+        Arc::new(KeyRange::uniform(4).unwrap()),
         Arc::new(Consistent::ring(4).unwrap()),
         Arc::new(Directory::new(Modulo::new(4).unwrap()).pin(ShardKey::Int(7), ShardId(9))),
     ]
@@ -85,7 +85,7 @@ proptest! {
                                           at in 1u64..1_000_000, probe in 0u64..1_100_000) {
         let splits: Vec<u64> = points.into_iter().collect();
         let owners: Vec<ShardId> = (0..=splits.len() as u32).map(ShardId).collect();
-        let r = Range::new(splits.clone(), owners).unwrap();
+        let r = KeyRange::new(splits.clone(), owners).unwrap();
         if splits.contains(&at) {
             prop_assert_eq!(r.split(at, ShardId(99)).unwrap_err(), Error::NoSuchBoundary(at));
         } else {
@@ -167,21 +167,21 @@ fn construction_errors() {
         Error::DuplicateShard(ShardId(1))
     );
     assert_eq!(
-        Range::new([5, 5], ids(3)).unwrap_err(),
+        KeyRange::new([5, 5], ids(3)).unwrap_err(),
         Error::UnsortedRanges {
             previous: 5,
             next: 5
         }
     );
     assert_eq!(
-        Range::new([0], ids(2)).unwrap_err(),
+        KeyRange::new([0], ids(2)).unwrap_err(),
         Error::UnsortedRanges {
             previous: 0,
             next: 0
         }
     );
     assert_eq!(
-        Range::new([5], ids(3)).unwrap_err(),
+        KeyRange::new([5], ids(3)).unwrap_err(),
         Error::RangeShardMismatch {
             splits: 1,
             shards: 3
@@ -226,6 +226,14 @@ fn pins_override_and_unpin() {
     map.start_step(id, 0).unwrap();
     assert_eq!(
         map.route(&42u64),
+        Route::Preparing {
+            source: ShardId(2),
+            target: ShardId(4)
+        }
+    );
+    map.open_step(id, 0).unwrap();
+    assert_eq!(
+        map.route(&42u64),
         Route::Migrating {
             source: ShardId(2),
             target: ShardId(4)
@@ -257,7 +265,7 @@ fn multi_key_requests_get_tryagain_or_crossslot() {
     let snap = map.snapshot();
     assert_eq!(
         snap.route_all(["{u1}:a", "{u1}:b"]).unwrap(),
-        Some(snap.route("u1").write_shard())
+        Some(snap.route("u1").first_shard())
     );
     let (a, b) = (0u64..)
         .map(|k| (k, k + 1))
@@ -265,7 +273,7 @@ fn multi_key_requests_get_tryagain_or_crossslot() {
         .unwrap();
     assert_eq!(
         snap.route_all([a, b]),
-        Err(tierkit_shard::Redirect::CrossShard)
+        Err(tierkit_shard::Redirect::CrossSlot)
     );
     // Pin 42 away: while its step copies, any request touching it must retry.
     let id = map
@@ -282,6 +290,37 @@ fn multi_key_requests_get_tryagain_or_crossslot() {
     assert_eq!(map.snapshot().route_all([same_shard]), Ok(Some(ShardId(2))));
 }
 
+/// Issue 19, finding 3: Redis refuses keys in different slots even when one node serves both.
+#[test]
+fn multi_key_requests_on_one_shard_but_two_slots_are_crossslot() {
+    let map = ShardMap::builder()
+        .shards(ids(3).map(|i| (i, ())))
+        .strategy(HashSlots::even(ids(3)).unwrap())
+        .build()
+        .unwrap();
+    let snap = map.snapshot();
+    let (a, b) = (
+        "a",
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                snap.route(k) == snap.route("a")
+                    && HashSlots::slot(ShardKey::Bytes(k.as_bytes()))
+                        != HashSlots::slot(ShardKey::Bytes(b"a"))
+            })
+            .unwrap(),
+    );
+    assert_eq!(
+        snap.route_all([a, b.as_str()]),
+        Err(tierkit_shard::Redirect::CrossSlot)
+    );
+    assert_eq!(
+        snap.route_all(["{a}x", "{a}y"]),
+        Ok(Some(snap.route("a").first_shard()))
+    );
+    assert_eq!(snap.route_all(Vec::<&str>::new()), Ok(None));
+}
+
 #[test]
 fn spread_reads_cover_several_shards() {
     let map = ShardMap::builder()
@@ -294,7 +333,7 @@ fn spread_reads_cover_several_shards() {
     for pick in 0..8_000u32 {
         let (sub, route) = snap.route_spread_read("celebrity", 8, pick);
         assert_eq!(sub.is_none(), pick % 8 == 0);
-        per_shard[route.write_shard().0 as usize] += 1;
+        per_shard[route.first_shard().0 as usize] += 1;
     }
     let used = per_shard.iter().filter(|&&n| n > 0).count();
     assert!(

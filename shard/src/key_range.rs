@@ -1,4 +1,4 @@
-//! [`Range`]: sorted split points over the key space.
+//! [`KeyRange`]: sorted split points over the key space.
 
 use tierkit_consistent_hash::KeyHasher;
 
@@ -16,11 +16,11 @@ use crate::{Error, Result, ShardId, ShardKey, ShardStrategy};
 /// # Examples
 ///
 /// ```
-/// use tierkit_shard::{Range, ShardId, ShardKey, ShardStrategy};
+/// use tierkit_shard::{KeyRange, ShardId, ShardKey, ShardStrategy};
 ///
 /// # fn main() -> Result<(), tierkit_shard::Error> {
 /// // Users 0..1M on shard 0, 1M..2M on shard 1, the rest on shard 2.
-/// let r = Range::new([1_000_000, 2_000_000], [ShardId(0), ShardId(1), ShardId(2)])?;
+/// let r = KeyRange::new([1_000_000, 2_000_000], [ShardId(0), ShardId(1), ShardId(2)])?;
 /// assert_eq!(r.shard_of(ShardKey::Int(1_500_000)), ShardId(1));
 ///
 /// // A hot range splits: 1.5M..2M moves to a new shard 3.
@@ -30,7 +30,7 @@ use crate::{Error, Result, ShardId, ShardKey, ShardStrategy};
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Range {
+pub struct KeyRange {
     splits: Vec<u64>,
     /// `owners[i]` owns range `i`; one more than `splits`.
     owners: Vec<ShardId>,
@@ -39,7 +39,7 @@ pub struct Range {
     hasher: KeyHasher,
 }
 
-impl Range {
+impl KeyRange {
     /// Ranges cut at `splits` (strictly increasing, none zero), owned by `owners` in order.
     ///
     /// # Errors
@@ -69,7 +69,7 @@ impl Range {
         let mut shards = owners.clone();
         shards.sort_unstable();
         shards.dedup();
-        Ok(Range {
+        Ok(KeyRange {
             splits,
             owners,
             shards,
@@ -155,7 +155,7 @@ impl Range {
     }
 }
 
-impl ShardStrategy for Range {
+impl ShardStrategy for KeyRange {
     #[inline]
     fn shard_of(&self, key: ShardKey<'_>) -> ShardId {
         let point = self.point(key);

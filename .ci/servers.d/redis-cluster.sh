@@ -1,0 +1,39 @@
+# A 3-master Redis Cluster on loopback (clients on 127.0.0.1:57001-57003, the cluster bus on
+# port + 10, 57011-57013: the default, port + 10000, does not exist; `sharded_users --redis`
+# adds masters on 57004-57005, buses 57014-57015), no replicas, no persistence,
+# for tierkit-shard's `redis` integration tests and `sharded_users --redis`.
+# Exports TIERKIT_REDIS_CLUSTER="127.0.0.1:57001,127.0.0.1:57002,127.0.0.1:57003".
+start_redis_cluster() {
+  tk_install redis-server redis-server redis-tools
+  local dir="$TIERKIT_SCRATCH/redis-cluster" port ports=(57001 57002 57003) i
+  mkdir -p "$dir"
+  for port in "${ports[@]}"; do
+    redis-server --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
+      --cluster-port $((port + 10)) --dir "$dir" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+      --daemonize yes --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log"
+    tk_on_exit "redis-cli -h 127.0.0.1 -p $port shutdown nosave"
+  done
+  for port in "${ports[@]}"; do tk_wait_port "$port"; done
+  redis-cli --cluster create 127.0.0.1:57001 127.0.0.1:57002 127.0.0.1:57003 \
+    --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
+    cat "$dir/create.log" >&2
+    return 1
+  }
+  # Every node must agree the cluster is up before tests start.
+  for ((i = 0; i < 300; i++)); do
+    local ok=0
+    for port in "${ports[@]}"; do
+      if redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then
+        ok=$((ok + 1))
+      fi
+    done
+    if [ "$ok" -eq "${#ports[@]}" ]; then break; fi
+    sleep 0.1
+  done
+  if [ "$ok" -ne "${#ports[@]}" ]; then
+    echo "servers: redis cluster did not reach cluster_state:ok" >&2
+    return 1
+  fi
+  export TIERKIT_REDIS_CLUSTER="127.0.0.1:57001,127.0.0.1:57002,127.0.0.1:57003"
+  echo "servers: redis cluster up on $TIERKIT_REDIS_CLUSTER"
+}
