@@ -7,6 +7,7 @@ start_redis_cluster() {
   tk_install redis-server redis-server redis-tools
   local dir="$TIERKIT_SCRATCH/redis-cluster" port ports=(57001 57002 57003) i
   mkdir -p "$dir"
+  tk_require_free_port "${ports[@]}" 57011 57012 57013
   for port in "${ports[@]}"; do
     redis-server --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
       --cluster-port $((port + 10)) --dir "$dir" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
