@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LINK = re.compile(r"\]\((?:https://github\.com/tierkit/tierkit/(?:blob|tree)/main/)?([a-z-]+/README\.md)(?:#[^)]*)?\)")
-NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+# A number, also when a ratio's `x` follows it directly (`1.10x`).
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?=x?(?:[^\w]|$))")
 
 
 def numbers(text):
