@@ -374,8 +374,7 @@ mod tests {
 
     use crate::{Backend, BackendId, Balancer, Context, PowerOfTwoChoices, RoundRobin};
 
-    /// The whole pick path with leases outliving removal, draining and the balancer itself (run
-    /// under Miri too: `cargo +nightly miri test -p tierkit-lb --lib`).
+    /// The whole pick path with leases outliving removal, draining and the balancer itself.
     #[test]
     fn leases_outlive_removal_drain_and_the_balancer() {
         let lb = Balancer::builder()

@@ -178,13 +178,14 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
                 "must be a percentage (0..=100)",
             ));
         }
-        let control = Control::new(
+        let mut control = Control::new(
             self.clock,
             self.outlier,
             self.slow_start,
             self.decay,
             self.failure_penalty,
         )?;
+        control.count_total = self.policy.counts_total_in_flight();
         Balancer::from_parts(
             self.policy,
             control,

@@ -55,6 +55,15 @@ pub(crate) struct Control {
     /// The clock reading of the most recent latency observation (any backend): the "now" that
     /// picks decay latency estimates to, so a pick reads no clock.
     latest: CachePadded<AtomicU64>,
+    /// Whether leases maintain `total_in_flight` ([`Policy::counts_total_in_flight`]; set
+    /// before any member exists).
+    ///
+    /// [`Policy::counts_total_in_flight`]: crate::Policy::counts_total_in_flight
+    pub(crate) count_total: bool,
+    /// Leases alive on this balancer's members (removed, draining and ejected ones included),
+    /// kept only when `count_total`: incremented on a pick before its lease exists, decremented
+    /// by a lease's drop before it releases its backend.
+    pub(crate) total_in_flight: CachePadded<AtomicU64>,
 }
 
 impl fmt::Debug for Control {
@@ -99,6 +108,8 @@ impl Control {
             reap_requested: AtomicBool::new(false),
             republish: OnceLock::new(),
             latest: CachePadded::new(AtomicU64::new(0)),
+            count_total: false,
+            total_in_flight: CachePadded::new(AtomicU64::new(0)),
         })
     }
 

@@ -38,9 +38,8 @@
 //! reference), decrements `Release`, and the freeing side issues an `Acquire` fence so every
 //! other holder's accesses happen before the free.
 //!
-//! Checked by the loom models at the end of this file (`--cfg tierkit_loom`), by unit tests
-//! (which also run under Miri: `cargo +nightly miri test -p tierkit-lb --lib shared`), and by a
-//! multi-thread stress test with membership churn and cross-thread lease drops
+//! Checked by the loom models at the end of this file (`--cfg tierkit_loom`; CI runs them in
+//! `.ci/run`'s loom step), by unit tests, and by a multi-thread stress test with membership churn and cross-thread lease drops
 //! (`tests/integration/membership.rs`).
 
 use std::fmt;

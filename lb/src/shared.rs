@@ -11,6 +11,7 @@ use crate::backend::Shared;
 #[cfg(doc)]
 use crate::refcount::RefCounts;
 use crate::refcount::{Refused, Released};
+use crate::sync::Ordering;
 
 /// A backend as the balancer holds it: the user's value and the backend's live state
 /// (identity, in-flight count, latency estimate, health).
@@ -95,7 +96,14 @@ impl<B> LeaseRef<B> {
     /// Counts a pick of `member` and takes a lease on it, unless refused.
     #[inline]
     pub(crate) fn new(member: &Member<B>) -> Result<Self, Refused> {
-        member.shared().counters.refs.acquire_lease()?;
+        let shared = member.shared();
+        shared.counters.refs.acquire_lease()?;
+        if shared.control.count_total {
+            shared
+                .control
+                .total_in_flight
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Self {
             ptr: member.ptr,
             _owns: PhantomData,
@@ -114,6 +122,11 @@ impl<B> LeaseRef<B> {
 impl<B> Drop for LeaseRef<B> {
     #[inline]
     fn drop(&mut self) {
+        let control = &self.shared().control;
+        if control.count_total {
+            // Before the release: after it, the allocation (and its `Arc<Control>`) may be gone.
+            control.total_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         match self.shared().counters.refs.release_lease() {
             Released::Alive => {}
             Released::Drained => crate::drain::signal_drained(),

@@ -170,6 +170,18 @@ impl<'a, B> View<'a, B> {
         self.full
     }
 
+    /// Requests in flight on all of the balancer's backends (removed, draining and ejected ones
+    /// included): a running total, O(1). Kept only for a policy whose
+    /// [`Policy::counts_total_in_flight`](crate::Policy::counts_total_in_flight) is `true`;
+    /// 0 otherwise.
+    #[inline]
+    #[must_use]
+    pub fn total_in_flight(&self) -> u64 {
+        self.control
+            .total_in_flight
+            .load(crate::sync::Ordering::Relaxed)
+    }
+
     /// Requests in flight at the backend at `i`.
     #[inline]
     #[must_use]

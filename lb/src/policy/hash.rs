@@ -31,7 +31,9 @@ pub enum HashAlgorithm {
 /// when membership changes. With a load bound (consistent hashing with bounded loads, Mirrokni,
 /// Thorup and Zadimoghaddam, 2018) a backend above `factor x` the mean in-flight load passes the
 /// request on to the next backend in the key's preference list, so one hot key cannot melt one
-/// backend.
+/// backend. The mean is the balancer's running total of leases alive (those on draining, ejected
+/// and removed backends included) over the eligible backends: O(1) per pick, at the cost of one
+/// shared atomic add per pick and per lease drop that only bounded policies pay.
 ///
 /// Backends are placed by their [`BackendId`](crate::BackendId), with their configured weights
 /// (slow start does not apply: a ramp would move keys at every step); the placement is rebuilt
@@ -210,9 +212,8 @@ impl<B> Policy<B> for ConsistentHash {
             if load(first) == 0 {
                 return Some(table.to_view[first]);
             }
-            let total: usize = (0..view.len())
-                .map(|i| usize::try_from(view.in_flight(i)).unwrap_or(usize::MAX))
-                .fold(0, usize::saturating_add);
+            // O(1): the balancer's running total (`counts_total_in_flight`), not a scan.
+            let total = usize::try_from(view.total_in_flight()).unwrap_or(usize::MAX);
             let cap = capacity(factor, total.saturating_add(1), view.len());
             return p.with_room(hash, cap, &load).map(|n| table.to_view[n]);
         }
@@ -229,5 +230,9 @@ impl<B> Policy<B> for ConsistentHash {
 
     fn name(&self) -> &'static str {
         "consistent_hash"
+    }
+
+    fn counts_total_in_flight(&self) -> bool {
+        self.bound.is_some()
     }
 }

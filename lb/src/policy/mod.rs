@@ -77,6 +77,13 @@ pub trait Policy<B>: Send + Sync + 'static {
 
     /// A short name for logs and stats (`"round_robin"`).
     fn name(&self) -> &'static str;
+
+    /// Whether picks read [`View::total_in_flight`] (default `false`). When `true`, the
+    /// balancer keeps a running total of its leases: one more atomic add per pick and per
+    /// lease drop, on a line all threads share.
+    fn counts_total_in_flight(&self) -> bool {
+        false
+    }
 }
 
 /// Maps a uniform `u64` onto `0..n` without division (Lemire's multiply-shift).

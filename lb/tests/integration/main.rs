@@ -12,6 +12,7 @@ mod findings;
 mod health;
 mod membership;
 mod policies;
+mod total;
 
 #[test]
 fn shared_types_are_send_and_sync() {
