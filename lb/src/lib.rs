@@ -47,11 +47,15 @@
 //! ## Crate features
 //! - `tokio`: active health checks ([`HealthCheck`], [`TcpConnect`],
 //!   [`Balancer::spawn_health_checks`]) and async [`Drain::wait`].
+//! - `tower`: [`tower`](mod@tower), a tower `Service` and `Layer` that balance requests over
+//!   backend services with any policy, time them, and compose with `tower::retry` (implies
+//!   `tokio`).
 //! - `sim`: `tierkit_lb::sim`, a seeded virtual-time simulator that runs the real balancer
 //!   against modelled servers (queues, service times, failures, cold starts) to compare
 //!   policies on a workload (`cargo run --release --example lb_sim`).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 mod active;
@@ -70,6 +74,9 @@ mod shared;
 pub mod sim;
 mod stats;
 mod sync;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod view;
 
 #[cfg(feature = "tokio")]
