@@ -1,6 +1,6 @@
 //! tierkit-cache against `lru`, `quick_cache` and `moka`, side by side on the same seeded keys.
 //!
-//! `cargo bench --bench cache` (add `-- lru/` to run one group). Before criterion starts, a table
+//! `cargo bench -p tierkit-benches --bench cache` (add `-- lru/` to run one group). Before criterion starts, a table
 //! of heap bytes per entry (10,000 `u64 -> u64` entries, counting global allocator) is printed.
 //!
 //! Row names say what differs from the peer. tierkit's single-owner caches carry a default TTL
@@ -50,8 +50,7 @@ mod alloc;
 mod common;
 #[path = "cache_support/peers.rs"]
 mod peers;
-#[path = "../examples/support/workload.rs"]
-mod workload;
+use tierkit_testkit as workload;
 
 use peers::{Ops, SharedOps, Tk, quick_sync};
 use tierkit::cache::{

@@ -1,7 +1,7 @@
 //! Lookup cost of every tierkit placement, side by side with the `hashring` crate.
 //!
-//! `cargo bench --bench consistent_hash` (all groups) or, for the headline figure,
-//! `cargo bench --bench consistent_hash -- 'lookup/100'`. Single-threaded. Keys are 4,096
+//! `cargo bench -p tierkit-benches --bench consistent_hash` (all groups) or, for the headline figure,
+//! `cargo bench -p tierkit-benches --bench consistent_hash -- 'lookup/100'`. Single-threaded. Keys are 4,096
 //! pre-generated strings (`"user:<n>"` for seeded pseudo-random `n`); each iteration looks up
 //! the next key, so the figure includes hashing the key, as a caller pays it.
 

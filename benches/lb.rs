@@ -1,7 +1,7 @@
 //! The cost of one pick per tierkit-lb policy, next to its peers in the same criterion group:
 //! pingora-load-balancing (`LoadBalancer::select`) and tower's p2c balancer.
 //!
-//! `cargo bench --bench lb` (or `-- round_robin` for one group). What is timed, per iteration:
+//! `cargo bench -p tierkit-benches --bench lb` (or `-- round_robin` for one group). What is timed, per iteration:
 //!
 //! - **tierkit**: `Balancer::pick(&Context)` and dropping the returned `Lease` (the in-flight
 //!   count goes up and down again: "pick + lease drop"), over 100 backends (weighted round robin
@@ -207,7 +207,9 @@ fn one_request<S: Service<()>>(svc: &mut S) -> Result<S::Response, S::Error> {
 fn tower_service(c: &mut Criterion) {
     let mut g = c.benchmark_group("tower_service/100");
     let mut direct = tower::service_fn(ok);
-    g.bench_function("inner_direct", |b| b.iter(|| one_request(black_box(&mut direct))));
+    g.bench_function("inner_direct", |b| {
+        b.iter(|| one_request(black_box(&mut direct)))
+    });
     let lb = std::sync::Arc::new(
         Balancer::builder(PowerOfTwoChoices::new())
             .backends((0..BACKENDS as u64).map(|i| Backend::new(i, tower::service_fn(ok))))

@@ -1,6 +1,6 @@
 //! tierkit-mq against yaque, and against the disk's own fsync rate.
 //!
-//! `cargo bench --bench mq`. Queues live under `target/tierkit-mq-bench` (a real disk: `/tmp`
+//! `cargo bench -p tierkit-benches --bench mq`. Queues live under `target/tierkit-mq-bench` (a real disk: `/tmp`
 //! may be a tmpfs where fsync is free); set `TIERKIT_MQ_BENCH_DIR` to move them.
 //!
 //! - `raw_fdatasync`: write 64 B + `fdatasync` in a loop: the physical limit of one durable

@@ -1,7 +1,7 @@
 //! Routing cost per consistency level with 3 and 16 replicas (route + drop of the lease),
 //! against the baseline of picking from a bare `Vec` by index.
 //!
-//! `cargo bench --bench replication`. Single thread; positions are reported before timing so
+//! `cargo bench -p tierkit-benches --bench replication`. Single thread; positions are reported before timing so
 //! every replica is eligible at the bound used.
 
 use std::hint::black_box;

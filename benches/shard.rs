@@ -2,7 +2,7 @@
 //! full `ShardMap::route` (snapshot load + directory + co-location + strategy), and the hot-key
 //! detector's record cost from 1 and 2 threads.
 //!
-//! `cargo bench --bench shard`. Keys are pre-generated and deterministic; integer keys are user
+//! `cargo bench -p tierkit-benches --bench shard`. Keys are pre-generated and deterministic; integer keys are user
 //! ids, string keys look like `"user:<id>"`.
 
 // Iteration counts and key ranks are small; the casts cannot truncate here.

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use tierkit::cache::{CacheBuilder, CachePolicy, MockClock, RemovalCause};
 
-#[path = "support/workload.rs"]
-mod workload;
+use tierkit_testkit as workload;
 
 use workload::{SplitMix64, Zipf};
 

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use tierkit::cache::{CacheBuilder, ConcurrentCache, LruCache};
 
-#[path = "support/workload.rs"]
-mod workload;
+use tierkit_testkit as workload;
 
 const USERS: usize = 100_000;
 /// Handlers mostly wait on the database, so there are more of them than cores.

@@ -33,32 +33,50 @@
 //! # fn main() {}
 //! ```
 //!
+//! ## Shared core
+//! [`core`] (the `tierkit-core` crate, always present) holds what every crate shares: the one
+//! [`Clock`](core::Clock) trait with [`SystemClock`](core::SystemClock) and
+//! [`ManualClock`](core::ManualClock) (one manual clock drives a whole simulated system),
+//! overflow-free deadlines, and a seeded generator.
+//!
 //! ## Crate features
-//! Every feature is on by default; each enables the module of the same name:
-//! `consistent-hash`, `lb`, `cache`, `replication`, `shard`, `mq`.
+//! On by default, each enabling the module of the same name: `consistent-hash`, `lb`, `cache`,
+//! `replication`, `shard`, `mq`. Off by default, passed through to the crates that have them:
+//! `tokio` (async APIs: lb health checks and drain, cache async loaders, replication monitors,
+//! shard scatter-gather).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[doc(inline)]
+pub use tierkit_core as core;
 
 #[cfg(feature = "consistent-hash")]
+#[cfg_attr(docsrs, doc(cfg(feature = "consistent-hash")))]
 #[doc(inline)]
 pub use tierkit_consistent_hash as consistent_hash;
 
 #[cfg(feature = "lb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lb")))]
 #[doc(inline)]
 pub use tierkit_lb as lb;
 
 #[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 #[doc(inline)]
 pub use tierkit_cache as cache;
 
 #[cfg(feature = "replication")]
+#[cfg_attr(docsrs, doc(cfg(feature = "replication")))]
 #[doc(inline)]
 pub use tierkit_replication as replication;
 
 #[cfg(feature = "shard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
 #[doc(inline)]
 pub use tierkit_shard as shard;
 
 #[cfg(feature = "mq")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mq")))]
 #[doc(inline)]
 pub use tierkit_mq as mq;

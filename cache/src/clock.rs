@@ -75,7 +75,7 @@ pub(crate) fn system_nanos() -> u64 {
 /// The real monotonic clock, [`Instant::now`], for every reading (exact expiry).
 ///
 /// One reading costs what the operating system's monotonic clock costs: 27 to 31 ns on the
-/// virtual machines our benchmarks run on (`cargo bench --bench cache -- clock`), paid by every lookup of an entry that has a deadline
+/// virtual machines our benchmarks run on (`cargo bench -p tierkit-benches --bench cache -- clock`), paid by every lookup of an entry that has a deadline
 /// and every write while deadlines are in play. [`CoarseClock`](crate::CoarseClock) makes those
 /// readings nearly free in exchange for about a millisecond of imprecision.
 #[derive(Debug, Clone, Copy, Default)]

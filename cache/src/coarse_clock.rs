@@ -44,7 +44,7 @@ fn running() -> MutexGuard<'static, bool> {
 /// - writes drop the entries whose deadline passed on the same time line.
 ///
 /// Use it when a millisecond does not matter (time-to-live of seconds or more, which is the
-/// usual case) and the cache is hot: on our benchmark machine (`cargo bench --bench cache --
+/// usual case) and the cache is hot: on our benchmark machine (`cargo bench -p tierkit-benches --bench cache --
 /// lru/`) it takes an `LruCache` hit with a time-to-live from 53 ns to 17 ns (from 42 ns to 8 ns
 /// with [`FastHashBuilder`](crate::FastHashBuilder)), and an insert that evicts from 63 ns to
 /// 38 ns (with `FastHashBuilder`). The default, [`SystemClock`](crate::SystemClock), stays

@@ -167,7 +167,10 @@ impl ManualClock {
     /// Sets the reading to `nanos` if that is later than the current one (a clock never goes
     /// back); returns the reading after the call.
     pub fn advance_to(&self, nanos: u64) -> u64 {
-        self.inner.nanos.fetch_max(nanos, Ordering::AcqRel).max(nanos)
+        self.inner
+            .nanos
+            .fetch_max(nanos, Ordering::AcqRel)
+            .max(nanos)
     }
 
     /// The current reading as a [`Duration`] since the origin.

@@ -28,11 +28,7 @@ fn next(state: &AtomicU64) -> u64 {
 }
 
 /// Serves on `127.0.0.1:port` until the process ends.
-pub(crate) async fn serve(
-    port: u16,
-    delay_ms: u64,
-    fail_rate: f64,
-) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn serve(port: u16, delay_ms: u64, fail_rate: f64) -> Result<(), tower::BoxError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = TcpListener::bind(addr).await?;
     eprintln!("backend: listening on {addr}, delay {delay_ms} ms, fail rate {fail_rate}");

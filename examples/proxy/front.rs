@@ -47,7 +47,8 @@ fn id_of(addr: SocketAddr) -> BackendId {
 type Body = Full<Bytes>;
 type HttpClient = Client<HttpConnector, Body>;
 type Route = fn(&Upstream, &mut Request<Body>);
-type Stack<P> = Retry<Retries<ServerErrors>, Balanced<HttpClient, Upstream, P, Route, ServerErrors>>;
+type Stack<P> =
+    Retry<Retries<ServerErrors>, Balanced<HttpClient, Upstream, P, Route, ServerErrors>>;
 type Reply = Response<Either<Incoming, Full<Bytes>>>;
 
 /// Points a request at the picked backend: `http://<backend><path?query>`.
@@ -106,7 +107,9 @@ struct Proxy<P: Policy<Upstream>> {
 
 async fn run<P: Policy<Upstream>>(args: &Args, policy: P) -> Result<(), BoxError> {
     if args.backends.is_empty() {
-        return Err("--backends: give at least one address (or --backend PORT for a backend)".into());
+        return Err(
+            "--backends: give at least one address (or --backend PORT for a backend)".into(),
+        );
     }
     let backends = args
         .backends

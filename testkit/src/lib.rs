@@ -13,6 +13,10 @@
 // The one unsafe impl in the workspace: a global allocator cannot be written without it.
 #![allow(unsafe_code)]
 
+mod workload;
+
+pub use workload::{Zipf, mix, scan_mix, zipf_keys, zipf_ranks};
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

@@ -1,5 +1,5 @@
 //! Replacement quality on small deterministic workloads (the full tables come from
-//! `cargo run --release --example hit_ratio`). Sizes are kept small so this runs in debug builds.
+//! `cargo run --release -p tierkit-benches --example hit_ratio`). Sizes are kept small so this runs in debug builds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, DefaultHasher};

@@ -2,7 +2,9 @@
 //! membership changes: same owner for every probed key, same preference list.
 
 use proptest::prelude::*;
-use tierkit_consistent_hash::{HashRing, JumpHash, Key, KeyHasher, Placement, Rendezvous};
+use tierkit_consistent_hash::{
+    Error, HashRing, JumpHash, Key, KeyHasher, Maglev, Placement, Rendezvous,
+};
 
 /// The bytes a `u32` node writes (little-endian), followed by the vnode index (little-endian).
 fn point(h: &KeyHasher, node: u32, i: u32) -> u64 {
@@ -59,23 +61,102 @@ fn jump_model(mut key: u64, buckets: i64) -> i64 {
     b
 }
 
+/// Applies membership changes to `p` and to a model that decides on its own what each change
+/// does (a duplicate add is refused, removing an absent node is a no-op); the implementation must
+/// agree with the model's decision at every step. Returns the model's members with weights.
 fn apply<P: Placement<u32>>(
     p: &mut P,
     ops: &[(bool, u32, u32)],
     weighted: bool,
-) -> Vec<(u32, u32)> {
+) -> Result<Vec<(u32, u32)>, TestCaseError> {
     let mut model: Vec<(u32, u32)> = Vec::new();
     for &(add, node, w) in ops {
         let w = if weighted { w } else { 1 };
         if add {
-            if p.add_weighted(node, w).is_ok() {
-                model.push((node, w));
+            match model.iter().position(|m| m.0 == node) {
+                Some(index) => {
+                    prop_assert_eq!(p.add_weighted(node, w), Err(Error::DuplicateNode { index }));
+                }
+                None => {
+                    prop_assert_eq!(p.add_weighted(node, w), Ok(()));
+                    model.push((node, w));
+                }
             }
-        } else if p.remove(&node).is_some() {
+        } else {
+            let present = model.iter().any(|m| m.0 == node);
+            prop_assert_eq!(p.remove(&node), present.then_some(node));
             model.retain(|m| m.0 != node);
         }
     }
-    model
+    Ok(model)
+}
+
+/// SipHash-1-3 of a node's bytes followed by a `u32` suffix, little-endian (the documented way
+/// ring points and Maglev permutations are derived).
+fn suffixed(h: &KeyHasher, node: u32, suffix: u32) -> u64 {
+    point(h, node, suffix)
+}
+
+/// Maglev model, from the paper and the documented contract: a table of prime size `m`; node
+/// `n` walks slots `offset, offset + skip, ...` (mod `m`) with `offset = H(n, 0) mod m` and
+/// `skip = H(n, 1) mod (m - 1) + 1`; nodes take turns in the order of `H(n)`, and in round `r`
+/// a node of weight `w` has had `ceil(r * w / w_max)` turns in all; each turn claims the next
+/// free slot of the node's walk. A key's slot is `(H(key) * m) >> 64`; its preference list is
+/// the distinct owners met walking the table from that slot.
+fn maglev_table(h: &KeyHasher, nodes: &[(u32, u32)], m: u64) -> Vec<u32> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let mut order: Vec<(u64, usize)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, _))| (h.hash(&n), i))
+        .collect();
+    order.sort_unstable();
+    let w_max = u64::from(nodes.iter().map(|n| n.1).max().unwrap_or(1));
+    let mut next: Vec<u64> = nodes.iter().map(|&(n, _)| suffixed(h, n, 0) % m).collect();
+    let skip: Vec<u64> = nodes
+        .iter()
+        .map(|&(n, _)| suffixed(h, n, 1) % (m - 1) + 1)
+        .collect();
+    let mut table: Vec<Option<u32>> = vec![None; m as usize];
+    let mut turns_taken = vec![0u64; nodes.len()];
+    let mut free = m;
+    let mut round = 0u64;
+    while free > 0 {
+        round += 1;
+        for &(_, i) in &order {
+            let owed = (round * u64::from(nodes[i].1)).div_ceil(w_max);
+            while turns_taken[i] < owed && free > 0 {
+                while table[next[i] as usize].is_some() {
+                    next[i] = (next[i] + skip[i]) % m;
+                }
+                table[next[i] as usize] = Some(nodes[i].0);
+                next[i] = (next[i] + skip[i]) % m;
+                turns_taken[i] += 1;
+                free -= 1;
+            }
+        }
+    }
+    table.into_iter().map(|s| s.unwrap_or(u32::MAX)).collect()
+}
+
+fn maglev_prefs(h: &KeyHasher, table: &[u32], key: u64, n: usize) -> Vec<u32> {
+    let mut out = Vec::new();
+    if table.is_empty() {
+        return out;
+    }
+    let start = ((u128::from(h.hash(&key)) * table.len() as u128) >> 64) as usize;
+    for i in 0..table.len() {
+        let owner = table[(start + i) % table.len()];
+        if out.len() == n {
+            break;
+        }
+        if !out.contains(&owner) {
+            out.push(owner);
+        }
+    }
+    out
 }
 
 proptest! {
@@ -85,7 +166,7 @@ proptest! {
     fn ring_matches_the_naive_ring(ops in prop::collection::vec((prop::bool::weighted(0.7), 0u32..16, 1u32..4), 0..30),
                                    keys in prop::collection::vec(any::<u64>(), 50)) {
         let mut ring = HashRing::<u32>::builder().vnodes(7).build().unwrap();
-        let model = apply(&mut ring, &ops, true);
+        let model = apply(&mut ring, &ops, true)?;
         let h = KeyHasher::DEFAULT;
         for k in keys {
             prop_assert_eq!(ring.locate(&k).copied(), ring_owner(&h, &model, 7, k));
@@ -96,13 +177,29 @@ proptest! {
     fn rendezvous_matches_the_naive_ranking(ops in prop::collection::vec((prop::bool::weighted(0.7), 0u32..16, 1u32..4), 0..30),
                                             keys in prop::collection::vec(any::<u64>(), 50)) {
         let mut hrw = Rendezvous::new();
-        let model: Vec<u32> = apply(&mut hrw, &ops, false).into_iter().map(|m| m.0).collect();
+        let model: Vec<u32> = apply(&mut hrw, &ops, false)?.into_iter().map(|m| m.0).collect();
         let h = KeyHasher::DEFAULT;
         for k in keys {
             let order = hrw_order(&h, &model, k);
             prop_assert_eq!(hrw.locate(&k).copied(), order.first().copied());
             let prefs: Vec<u32> = hrw.locate_n(&k, 3).into_iter().copied().collect();
             prop_assert_eq!(prefs, order.into_iter().take(3).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn maglev_matches_the_naive_table(ops in prop::collection::vec((prop::bool::weighted(0.7), 0u32..12, 1u32..4), 0..24),
+                                      keys in prop::collection::vec(any::<u64>(), 50)) {
+        const M: u64 = 251;
+        let mut maglev = Maglev::<u32>::builder().table_size(M as usize).build().unwrap();
+        let model = apply(&mut maglev, &ops, true)?;
+        let h = KeyHasher::DEFAULT;
+        let table = maglev_table(&h, &model, M);
+        for k in keys {
+            let prefs = maglev_prefs(&h, &table, k, 3);
+            prop_assert_eq!(maglev.locate(&k).copied(), prefs.first().copied());
+            let got: Vec<u32> = maglev.locate_n(&k, 3).into_iter().copied().collect();
+            prop_assert_eq!(got, prefs);
         }
     }
 

@@ -2,9 +2,9 @@
 //! real ARC traces and on deterministic synthetic workloads, in one run.
 //!
 //! ```text
-//! cargo run --release --example hit_ratio                      # ARC traces (if found) + synthetic
-//! cargo run --release --example hit_ratio -- --trace ../shared/traces/arc/OLTP.lis.zst --sizes 250,1000,2000
-//! cargo run --release --example hit_ratio -- --quick           # small synthetic only (CI smoke)
+//! cargo run --release -p tierkit-benches --example hit_ratio                      # ARC traces (if found) + synthetic
+//! cargo run --release -p tierkit-benches --example hit_ratio -- --trace ../shared/traces/arc/OLTP.lis.zst --sizes 250,1000,2000
+//! cargo run --release -p tierkit-benches --example hit_ratio -- --quick           # small synthetic only (CI smoke)
 //! ```
 //!
 //! Options: `--trace PATH` (repeatable; replays only those traces), `--sizes a,b,c` (cache sizes
@@ -51,8 +51,8 @@ use tierkit::cache::{
     Cache, CacheBuilder, CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
 };
 
-#[path = "support/workload.rs"]
-mod workload;
+#[path = "../support/arc.rs"]
+mod arc;
 
 /// One cache under test, driven request by request.
 trait Replay {
@@ -399,7 +399,7 @@ fn synthetic(quick: bool) -> Vec<Workload> {
         out.push(Workload {
             name: format!("zipf {s}"),
             note: format!("Zipf s={s} over {keys} keys, {len} requests, seed {SEED:#x}"),
-            keys: workload::zipf_keys(keys, s, len, SEED),
+            keys: tierkit_testkit::zipf_keys(keys, s, len, SEED),
             sizes: sizes.clone(),
             zipf: true,
         });
@@ -411,7 +411,7 @@ fn synthetic(quick: bool) -> Vec<Workload> {
             "Zipf s=0.9 over {keys} keys, {len} requests; every {period} requests a scan of {scan} \
              one-off keys"
         ),
-        keys: workload::scan_mix(keys, 0.9, len, period, scan, SEED),
+        keys: tierkit_testkit::scan_mix(keys, 0.9, len, period, scan, SEED),
         sizes,
         zipf: false,
     });
@@ -419,7 +419,7 @@ fn synthetic(quick: bool) -> Vec<Workload> {
 }
 
 fn default_trace_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces/arc")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/arc")
 }
 
 fn trace_sizes(path: &Path) -> Vec<usize> {
@@ -430,7 +430,7 @@ fn trace_sizes(path: &Path) -> Vec<usize> {
 }
 
 fn trace(path: &Path) -> Result<Workload, Box<dyn Error>> {
-    let keys = workload::read_arc_trace(path)?;
+    let keys = arc::read_arc_trace(path)?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
