@@ -47,7 +47,7 @@
 //! ## Crate features
 //! - `tokio`: active health checks ([`HealthCheck`], [`TcpConnect`],
 //!   [`Balancer::spawn_health_checks`]) and async [`Drain::wait`].
-//! - `tower`: [`tower`](mod@tower), a tower `Service` and `Layer` that balance requests over
+//! - `tower`: `tierkit_lb::tower`, a tower `Service` and `Layer` that balance requests over
 //!   backend services with any policy, time them, and compose with `tower::retry` (implies
 //!   `tokio`).
 //! - `sim`: `tierkit_lb::sim`, a seeded virtual-time simulator that runs the real balancer
