@@ -31,7 +31,9 @@
 //!   (`inner_direct`, the floor), tierkit-lb's `tower::Balance` over 100 of them (pick, clone of
 //!   the picked service, its `poll_ready` + `call`, latency measured with two clock reads and
 //!   reported on the lease), and tower's `p2c::Balance` over 100 `PendingRequests` wrappers of
-//!   the same service. Overhead = row - `inner_direct`.
+//!   the same service. Overhead = row - `inner_direct`; `baseline_two_clock_reads` is the
+//!   floor of any service that times its requests (`Instant::now` at the call, `elapsed` at
+//!   the answer).
 //!
 //! Inputs (addresses, weights, keys) are deterministic and built before timing.
 
@@ -209,6 +211,10 @@ fn tower_service(c: &mut Criterion) {
     let mut direct = tower::service_fn(ok);
     g.bench_function("inner_direct", |b| {
         b.iter(|| one_request(black_box(&mut direct)))
+    });
+    // What timing a request needs at least: a clock read at the call and one at the answer.
+    g.bench_function("baseline_two_clock_reads", |b| {
+        b.iter(|| black_box(Instant::now()).elapsed())
     });
     let lb = std::sync::Arc::new(
         Balancer::builder(PowerOfTwoChoices::new())
