@@ -20,8 +20,9 @@
 //! - `concurrent/mixed_90_10/{1,2}`: 1 and 2 threads (the machine has 2 cores), each replaying its
 //!   own Zipf(0.9) stream over 100,000 keys into a 10,000-entry cache: 9 `get` for 1 `insert`.
 //!   Time per operation of the whole group of threads (`iter_custom`, threads started before the
-//!   clock and released by a barrier). tierkit: `ConcurrentCache` of `LruCache` and of
-//!   `S3FifoCache`, default shards; peers: quick_cache `sync::Cache`, moka `sync::Cache`
+//!   clock and released by a barrier). tierkit: `default` is `ConcurrentCache<u64, u64>` from
+//!   `ConcurrentCache::builder()` with every setting at its default (the `DefaultPolicy`);
+//!   then `ConcurrentCache` of `LruCache` and of `S3FifoCache`, default shards; peers: quick_cache `sync::Cache`, moka `sync::Cache`
 //!   (SipHash); nobody carries a TTL. In these groups `fast` also means
 //!   `count_lookups(false)`: quick_cache's defaults, which count no hits or misses;
 //!   `fast_counted` keeps tierkit's default counting.
@@ -504,6 +505,12 @@ fn concurrent_group(c: &mut Criterion) {
     let mut g = c.benchmark_group("concurrent/mixed_90_10");
     g.throughput(Throughput::Elements(1));
     for threads in [1, 2] {
+        // Every setting at its default, as `ConcurrentCache::builder()` makes it.
+        let default: ConcurrentCache<u64, u64> = ConcurrentCache::builder()
+            .max_capacity(CAP as u64)
+            .build()
+            .expect("valid config");
+        bench_mixed(&mut g, "tierkit_default", threads, &default, &streams);
         let lru = concurrent::<LruCache<u64, u64>>();
         bench_mixed(&mut g, "tierkit_lru", threads, &lru, &streams);
         let s3 = concurrent::<S3FifoCache<u64, u64>>();

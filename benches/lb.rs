@@ -7,7 +7,8 @@
 //!   count goes up and down again: "pick + lease drop"), over 100 backends (weighted round robin
 //!   also over 1000). `least_latency/tierkit_pick_success` reports a latency instead of dropping
 //!   (the full request cycle: `success`'s clock read, the pick itself reads none, and the
-//!   peak-EWMA update). Backends of least latency have latency observations before timing, so
+//!   peak-EWMA update). `least_latency/*/tierkit` is the default policy (`LeastLatency::new()`:
+//!   a full scan up to 16 backends, 2 choices above); `tierkit_2_choices` the former default. Backends of least latency have latency observations before timing, so
 //!   the EWMA path is the one timed.
 //! - **pingora**: `LoadBalancer::select(key, 256)` over the same number of static backends
 //!   (built once, `update()` run before timing), dropping the returned `Backend` (a clone).
@@ -177,10 +178,15 @@ fn ewma_services() -> Vec<PeakEwma<impl Service<(), Response = (), Error = Infal
         .collect()
 }
 
-/// Least latency with an observation on every backend (so picks take the EWMA path).
+/// Least latency (the default: 2 choices above 16 backends) with an observation on every
+/// backend (so picks take the EWMA path).
 fn warmed_least_latency() -> Balancer<u64, LeastLatency> {
-    let lb = tierkit(LeastLatency::new(), &[1; BACKENDS]);
-    for i in 0..10 * BACKENDS {
+    warmed(LeastLatency::new(), BACKENDS)
+}
+
+fn warmed(policy: LeastLatency, n: usize) -> Balancer<u64, LeastLatency> {
+    let lb = tierkit(policy, &vec![1; n]);
+    for i in 0..10 * n {
         let lease = lb.pick(&Context::new()).expect("pool");
         lease.success(Duration::from_micros(200 + (i as u64 % 7) * 50));
     }
@@ -315,7 +321,10 @@ fn p2c(c: &mut Criterion) {
 fn least_latency(c: &mut Criterion) {
     let mut g = c.benchmark_group("least_latency/100");
     let lb = warmed_least_latency();
+    // `tierkit` is the default policy (`LeastLatency::new()`: 2 choices at 100 backends).
     bench_tierkit(&mut g, "tierkit", &lb);
+    let p2c = warmed(LeastLatency::with_choices(2).expect("2 choices"), BACKENDS);
+    bench_tierkit(&mut g, "tierkit_2_choices", &p2c);
     let ctx = Context::new();
     let rtt = Duration::from_micros(300);
     g.bench_function("tierkit_pick_success", |b| {
@@ -327,6 +336,12 @@ fn least_latency(c: &mut Criterion) {
     });
     bench_tower(&mut g, "tower_peak_ewma", ewma_services());
     g.finish();
+    // The default at 1000 backends (2 choices) and at 16 (a full scan).
+    for n in [16, 1000] {
+        let mut g = c.benchmark_group(format!("least_latency/{n}"));
+        bench_tierkit(&mut g, "tierkit", &warmed(LeastLatency::new(), n));
+        g.finish();
+    }
 }
 
 fn weighted_round_robin(c: &mut Criterion) {
@@ -361,14 +376,14 @@ fn consistent_hash(c: &mut Criterion) {
         g.bench_function(format!("tierkit_{name}_prehashed"), |b| {
             b.iter(|| {
                 i = (i + 1) & mask;
-                lb.pick(&Context::new().hash(black_box(hashes[i])))
+                lb.pick(&Context::new().with_hash(black_box(hashes[i])))
             })
         });
         g.bench_function(format!("tierkit_{name}_hash_in_loop"), |b| {
             b.iter(|| {
                 i = (i + 1) & mask;
                 let h = lb.hash_key(black_box(keys[i].as_str()));
-                lb.pick(&Context::new().hash(h))
+                lb.pick(&Context::new().with_hash(h))
             })
         });
     }

@@ -14,6 +14,12 @@
 //! - `send_batch_always`: `send_batch` of 128 x 256 B, one fsync per batch.
 //! - `end_to_end_never`: produce + consume + acknowledge 64 B messages (tierkit acks in batches
 //!   of 64, one state write each; yaque commits each message).
+//! - `async_recv_latency`: a tokio task awaits `recv()`; time from `send` returning (64 B,
+//!   `Never`) to the task holding the message. The true p50 of single latencies is printed
+//!   after the group.
+//! - `async_ack/64_tasks`: 64 tokio tasks `recv().await` + `ack_async().await` under `Always`
+//!   (every ack durable before it returns); compare with `raw_fdatasync`: acks per journal
+//!   fsync come from group commit.
 
 // Byte and iteration counts are small; the casts cannot truncate here.
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
@@ -218,12 +224,146 @@ fn end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
+fn async_recv_latency(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let q = Queue::builder()
+        .durability(Durability::Never)
+        .build(bench_dir("async-recv"))
+        .expect("queue");
+    let p = q.producer("bench").expect("producer");
+    let consumer = q.consumer("bench", "workers").expect("consumer");
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    rt.spawn(async move {
+        while let Ok(d) = consumer.recv().await {
+            if tx.send(Instant::now()).is_err() {
+                break;
+            }
+            black_box(d);
+        }
+    });
+    let data = payload(64);
+    let mut singles: Vec<Duration> = Vec::new();
+    let mut g = c.benchmark_group("mq/async_recv_latency");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("send_to_recv_64B", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                p.send(Message::new(data.clone())).expect("send");
+                let sent = Instant::now();
+                let got = rx.recv().expect("the task received");
+                let d = got.saturating_duration_since(sent);
+                singles.push(d);
+                total += d;
+            }
+            total
+        });
+    });
+    g.finish();
+    singles.sort_unstable();
+    if !singles.is_empty() {
+        let at = |q: f64| singles[((singles.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "async_recv_latency: {} sends, p50 {:?}, p90 {:?}, p99 {:?}",
+            singles.len(),
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+    }
+    drop((p, q));
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+fn async_ack(c: &mut Criterion) {
+    const TASKS: usize = 64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let q = Queue::builder()
+        .build(bench_dir("async-ack"))
+        .expect("queue");
+    let p = q.producer("bench").expect("producer");
+    let consumer = q.consumer("bench", "workers").expect("consumer");
+    let batch: Vec<Message> = (0..256).map(|_| Message::new(payload(64))).collect();
+    let mut g = c.benchmark_group("mq/async_ack");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(1));
+    let mut acks = 0u64;
+    let mut syncs = 0u64;
+    g.bench_function(
+        BenchmarkId::new("always_64B", format!("{TASKS}_tasks")),
+        |b| {
+            b.iter_custom(|iters| {
+                // Messages to acknowledge, produced before timing.
+                let mut sent = 0;
+                while sent < iters {
+                    p.send_batch(&batch).expect("send");
+                    sent += batch.len() as u64;
+                }
+                let journal_syncs =
+                    |q: &Queue| q.stats("bench").expect("stats").groups[0].journal_fsyncs;
+                let before = journal_syncs(&q);
+                let left = Arc::new(std::sync::atomic::AtomicU64::new(iters));
+                let t = Instant::now();
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            let (c, left) = (consumer.clone(), Arc::clone(&left));
+                            tokio::spawn(async move {
+                                while left
+                                    .fetch_update(
+                                        std::sync::atomic::Ordering::AcqRel,
+                                        std::sync::atomic::Ordering::Acquire,
+                                        |n| n.checked_sub(1),
+                                    )
+                                    .is_ok()
+                                {
+                                    let d = c.recv().await.expect("recv");
+                                    c.ack_async(&d).await.expect("ack");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                let elapsed = t.elapsed();
+                // Leftover messages from the rounding up above stay for the next round.
+                acks += iters;
+                syncs += journal_syncs(&q) - before;
+                elapsed
+            });
+        },
+    );
+    g.finish();
+    eprintln!(
+        "async_ack/{TASKS}_tasks: {acks} acks, {syncs} journal fsyncs, {:.1} acks per fsync",
+        acks as f64 / syncs.max(1) as f64
+    );
+    drop((p, consumer, q));
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
 criterion_group!(
     benches,
     raw_fsync,
     send_never,
     send_always,
     send_batch_always,
-    end_to_end
+    end_to_end,
+    async_recv_latency,
+    async_ack
 );
 criterion_main!(benches);

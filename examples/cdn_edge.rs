@@ -17,7 +17,7 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tierkit::cache::{CacheBuilder, CachePolicy, MockClock, RemovalCause};
+use tierkit::cache::{CacheBuilder, CachePolicy, ManualClock, RemovalCause};
 
 use tierkit_testkit as workload;
 
@@ -123,7 +123,7 @@ type Fixed = BuildHasherDefault<DefaultHasher>;
 type Run = fn() -> Result<Day, Box<dyn Error>>;
 
 fn simulate<P: CachePolicy<String, Asset, Fixed>>() -> Result<Day, Box<dyn Error>> {
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let gone: Arc<Mutex<Vec<(String, RemovalCause, Duration)>>> = Arc::default();
     let listener_log = Arc::clone(&gone);
     let listener_clock = clock.clone();

@@ -5,11 +5,21 @@
 //! cargo run --release --example lb_sim              # 200,000 requests per scenario and policy
 //! cargo run --release --example lb_sim -- --quick   # 20,000 (CI)
 //! cargo run --release --example lb_sim -- --seed 7
+//! cargo run --release --example lb_sim -- --situations           # the default-policy table
+//! cargo run --release --example lb_sim -- --situations --quick   # CI: run twice and diffed
 //! ```
+//!
+//! `--situations` runs every candidate policy (the default `LeastLatency::new()`, the
+//! full-information reference `LeastLatency::full_scan()`, 2 and 8 choices, P2C least request,
+//! least connections, round robin, random, smooth WRR) in the seven situations (a)-(g) of
+//! `tierkit_lb::sim::situations` and prints each p99 as a ratio to the reference's, the error
+//! rate with a fast-failing backend, and whether the policy meets the bounds everywhere (p99 <=
+//! 1.2x the reference, stable, errors <= 0.2%), then the per-situation tables. The output is a
+//! function of the seed only (no wall time), so two runs are byte-identical.
 //!
 //! Each backend is a server with one worker and a FIFO queue; requests arrive as a Poisson
 //! process at a share of the pool's capacity; the balancer (a real `tierkit_lb::Balancer` on a
-//! `MockClock`) picks per request and learns from each response (`tierkit_lb::sim`). The
+//! `ManualClock`) picks per request and learns from each response (`tierkit_lb::sim`). The
 //! scenarios:
 //!
 //! - A: 10 equal backends (10 ms) at 70% load;
@@ -31,17 +41,20 @@ use tierkit::lb::sim;
 struct Args {
     requests: u64,
     seed: u64,
+    situations: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         requests: sim::DEFAULT_REQUESTS,
         seed: 1,
+        situations: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.requests = 20_000,
+            "--situations" => args.situations = true,
             "--seed" => {
                 let v = it.next().ok_or("--seed needs a value")?;
                 args.seed = v.parse().map_err(|e| format!("--seed {v}: {e}"))?;
@@ -51,7 +64,9 @@ fn parse_args() -> Result<Args, String> {
                 args.requests = v.parse().map_err(|e| format!("--requests {v}: {e}"))?;
             }
             "-h" | "--help" => {
-                return Err("usage: lb_sim [--quick] [--seed N] [--requests N]".to_owned());
+                return Err(
+                    "usage: lb_sim [--situations] [--quick] [--seed N] [--requests N]".to_owned(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -67,6 +82,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.situations {
+        return situations(&args);
+    }
     let started = Instant::now();
     println!(
         "tierkit-lb policy simulator: {} requests per scenario and policy, seed {}\n",
@@ -92,5 +110,32 @@ fn main() -> ExitCode {
         "(wall time {:.1} s; virtual time is deterministic by seed)",
         started.elapsed().as_secs_f64()
     );
+    ExitCode::SUCCESS
+}
+
+/// The default-policy table; prints nothing that depends on the wall clock.
+fn situations(args: &Args) -> ExitCode {
+    println!(
+        "tierkit-lb situations (a)-(g): {} requests per situation and policy, seed {}\n",
+        args.requests, args.seed
+    );
+    let runs = match sim::run_situations(args.requests, args.seed) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("situations: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("p99 / p99 of the full-information policy (inf = unstable):\n");
+    println!("{}", sim::situation_table(&runs));
+    for run in &runs {
+        println!(
+            "{} -- {} ({:.0} req/s offered)",
+            run.scenario.name(),
+            run.scenario.description(),
+            run.scenario.arrival_rate()
+        );
+        println!("{}", sim::table(&run.reports));
+    }
     ExitCode::SUCCESS
 }

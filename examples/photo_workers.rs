@@ -1,5 +1,10 @@
-//! Web handlers publish photo jobs; a worker pool scales with the queue's depth; one worker
-//! crashes mid-job and its job is delivered again after the visibility timeout.
+//! Web handlers publish photo jobs; a pool of worker tasks (tokio) scales with the queue's
+//! depth; one worker crashes mid-job and its job is delivered again after the visibility
+//! timeout.
+//!
+//! Workers wait with `recv().await` (woken by the send, no polling) and acknowledge with
+//! `ack_async` (the journal fsync runs on tokio's blocking pool, shared by concurrent acks),
+//! so no runtime thread ever blocks on the disk.
 //!
 //! `cargo run --example photo_workers`
 
@@ -9,39 +14,42 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tierkit::mq::{Durability, Message, Queue};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Offsets of the jobs whose ack returned.
-type Shared = Arc<Mutex<BTreeSet<u64>>>;
+type Done = Arc<Mutex<BTreeSet<u64>>>;
 
 const JOBS_PER_BURST: u64 = 40;
 const BURSTS: u64 = 3;
 const CRASHING_JOB: u64 = 17;
 
 struct Worker {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 fn spawn_worker(
     queue: &Queue,
     id: usize,
-    done: Shared,
+    done: Done,
     crashed: Arc<AtomicBool>,
 ) -> Result<Worker, tierkit::mq::Error> {
     let consumer = queue.consumer("photos", "thumbnailers")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let handle = std::thread::spawn(move || {
-        while !flag.load(Ordering::Relaxed) {
-            let job = match consumer.recv_timeout(Duration::from_millis(20)) {
-                Ok(Some(job)) => job,
-                Ok(None) => continue,
-                Err(e) => {
-                    eprintln!("worker {id}: {e}");
-                    return;
-                }
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let job = tokio::select! {
+                _ = stopped.changed() => return,
+                job = consumer.recv() => match job {
+                    Ok(job) => job,
+                    Err(e) => {
+                        eprintln!("worker {id}: {e}");
+                        return;
+                    }
+                },
             };
-            std::thread::sleep(Duration::from_millis(8)); // resize the photo
+            tokio::time::sleep(Duration::from_millis(8)).await; // resize the photo
             if job.offset() == CRASHING_JOB && !crashed.swap(true, Ordering::SeqCst) {
                 println!(
                     "  worker {id} crashed while processing job {} (no ack)",
@@ -49,7 +57,7 @@ fn spawn_worker(
                 );
                 return;
             }
-            if let Err(e) = consumer.ack(&job) {
+            if let Err(e) = consumer.ack_async(&job).await {
                 eprintln!("worker {id}: ack failed: {e}");
                 continue;
             }
@@ -60,15 +68,21 @@ fn spawn_worker(
                     job.delivery_count()
                 );
             }
-            done.lock()
-                .map(|mut d| d.insert(job.offset()))
-                .unwrap_or_default();
+            if let Ok(mut d) = done.lock() {
+                d.insert(job.offset());
+            }
         }
     });
-    Ok(Worker { stop, handle })
+    Ok(Worker { stop, task })
 }
 
-fn main() -> Result<(), tierkit::mq::Error> {
+async fn stop(worker: Worker) {
+    let _ = worker.stop.send(true);
+    let _ = worker.task.await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), tierkit::mq::Error> {
     let dir = std::env::temp_dir().join(format!("tierkit-photo-workers-{}", std::process::id()));
     let queue = Queue::builder()
         .durability(Durability::Always)
@@ -78,22 +92,24 @@ fn main() -> Result<(), tierkit::mq::Error> {
     // The web tier: handlers publish bursts of upload jobs.
     let web = {
         let producer = queue.producer("photos")?;
-        std::thread::spawn(move || -> Result<(), tierkit::mq::Error> {
+        tokio::spawn(async move {
             for burst in 0..BURSTS {
                 for i in 0..JOBS_PER_BURST {
                     let n = burst * JOBS_PER_BURST + i;
-                    producer.send(
-                        Message::new(format!("upload-{n}.jpg"))
-                            .with_header("user", format!("u{}", n % 7)),
-                    )?;
+                    producer
+                        .send_async(
+                            Message::new(format!("upload-{n}.jpg"))
+                                .with_header("user", format!("u{}", n % 7)),
+                        )
+                        .await?;
                 }
-                std::thread::sleep(Duration::from_millis(600));
+                tokio::time::sleep(Duration::from_millis(600)).await;
             }
-            Ok(())
+            Ok::<(), tierkit::mq::Error>(())
         })
     };
 
-    let done: Shared = Shared::default();
+    let done = Done::default();
     let crashed = Arc::new(AtomicBool::new(false));
     let mut workers: Vec<Worker> = Vec::new();
     let total = BURSTS * JOBS_PER_BURST;
@@ -102,7 +118,11 @@ fn main() -> Result<(), tierkit::mq::Error> {
         "{:>6}  {:>5}  {:>9}  {:>7}  {:>4}",
         "t (ms)", "depth", "in flight", "workers", "done"
     );
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
+        tick.tick().await;
+        // Replace workers that crashed.
+        workers.retain(|w| !w.task.is_finished());
         let stats = queue.stats("photos")?;
         let (depth, in_flight) = stats
             .groups
@@ -120,12 +140,9 @@ fn main() -> Result<(), tierkit::mq::Error> {
         }
         while workers.len() > wanted.max(usize::from(depth > 0)) {
             if let Some(w) = workers.pop() {
-                w.stop.store(true, Ordering::Relaxed);
-                let _ = w.handle.join();
+                stop(w).await;
             }
         }
-        // Replace workers that crashed.
-        workers.retain(|w| !w.handle.is_finished());
         let finished = done.lock().map(|d| d.len()).unwrap_or(0);
         println!(
             "{:>6}  {:>5}  {:>9}  {:>7}  {:>4}",
@@ -138,14 +155,14 @@ fn main() -> Result<(), tierkit::mq::Error> {
         if finished as u64 == total && web.is_finished() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     for w in workers {
-        w.stop.store(true, Ordering::Relaxed);
-        let _ = w.handle.join();
+        stop(w).await;
     }
-    if let Ok(Err(e)) = web.join() {
-        return Err(e);
+    match web.await {
+        Ok(Err(e)) => return Err(e),
+        Err(e) => panic!("the web task panicked: {e}"),
+        Ok(Ok(())) => {}
     }
     let done = done.lock().map(|d| d.clone()).unwrap_or_default();
     let expected: BTreeSet<u64> = (0..total).collect();

@@ -12,14 +12,23 @@
 // Key counts become percentages for display; nothing here is a routing decision.
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
+use clap::Parser;
 use tierkit::consistent_hash::{
     BoundedLoad, HashRing, JumpHash, Maglev, Placement, Rendezvous, analysis,
 };
 
 const FACTOR: f64 = 1.25;
 
+/// Balance and key movement of the five placements when 10 nodes become 11.
+#[derive(Debug, Parser)]
+struct Args {
+    /// How many keys (`0..keys`) to place.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keys: u64,
+}
+
 fn main() {
-    let keys = parse_keys().unwrap_or(1_000_000);
+    let keys = Args::parse().keys;
     let ideal = 1.0 / 11.0;
 
     println!(
@@ -155,10 +164,4 @@ fn modulo_row(keys: u64) {
 
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
-}
-
-fn parse_keys() -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == "--keys")?;
-    args.get(at + 1)?.parse().ok()
 }

@@ -72,6 +72,15 @@ pub trait Cache<K, V> {
     /// previously stored under `key`, if it was live.
     fn insert(&mut self, key: K, value: V) -> Option<V>;
 
+    /// Inserts like [`insert`](Cache::insert) unless the entry alone weighs more than the
+    /// capacity: then nothing changes (a value already under `key` stays) and the key and value
+    /// come back in [`Rejected`](crate::Rejected) (counted in `stats().rejections`, not reported
+    /// to the removal listener: the caller has them).
+    ///
+    /// # Errors
+    /// [`Rejected`](crate::Rejected) holding the key and value.
+    fn try_insert(&mut self, key: K, value: V) -> Result<Option<V>, crate::Rejected<K, V>>;
+
     /// Returns the live value for `key`, or inserts `make()` under `key` with the default
     /// time-to-live and returns that: one lookup, counted as a hit or a miss like
     /// [`get`](Cache::get), and `make` runs only on a miss. Returns `None` only when the new
@@ -99,7 +108,7 @@ pub trait Cache<K, V> {
     /// }
     /// assert_eq!(computed, 2); // 3 was computed once
     /// assert_eq!((squares.stats().hits, squares.stats().misses), (1, 2));
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     fn get_or_insert_with<F>(&mut self, key: K, make: F) -> Option<&V>
     where

@@ -7,8 +7,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::Clock;
-use crate::clock::system_nanos;
+use crate::{Clock, SystemClock};
+
+/// The exact time on [`SystemClock`]'s time line (the same process-wide origin).
+#[inline]
+fn system_nanos() -> u64 {
+    SystemClock.now_nanos()
+}
 
 /// How often the ticker refreshes the shared timestamp.
 const TICK: Duration = Duration::from_millis(1);
@@ -72,7 +77,7 @@ fn running() -> MutexGuard<'static, bool> {
 ///     .build()?;
 /// sessions.insert(7, "alice".to_string());
 /// assert_eq!(sessions.get(&7).map(String::as_str), Some("alice"));
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct CoarseClock {
     /// Whether this clock registered with a running ticker (else it reads the exact time).

@@ -3,17 +3,20 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 
-use crate::engine::{SharedGet, Ttl};
-use crate::loader::Flights;
-use crate::{CacheBuilder, CachePolicy, CacheStats, Result};
+use crate::engine::SharedGet;
+use crate::flight::Flights;
+use crate::removal::{Drained, Removal};
+use crate::rules::{EntryRules, Ttl};
+use crate::{
+    CacheBuilder, CachePolicy, CacheStats, DefaultPolicy, Rejected, RemovalListener, Result,
+};
 
 /// Shards per CPU when the builder does not say. Every lookup writes its shard's lock word, so
 /// two threads reading hot keys contend on it whenever they land on the same shard: on the
@@ -61,7 +64,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 ///
 /// # Policies under a shared lock
 ///
-/// Lookups ([`get`](Self::get), [`get_with`](Self::get_with), [`peek`](Self::peek),
+/// Lookups ([`get`](Self::get), [`get_map`](Self::get_map), [`peek`](Self::peek),
 /// [`contains`](Self::contains) and the first lookup of [`get_or_load`](Self::get_or_load)) take
 /// the shard's lock **shared**, so lookups never wait for each other; writes take it exclusively.
 /// A hit is recorded without exclusive access where the policy allows it:
@@ -82,14 +85,42 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// is exact LRU. On the crate's Zipf and scan test traces the approximation hits about one point
 /// *more* often than exact LRU (CLOCK usually does).
 ///
-/// A lookup that finds an expired entry (which must be dropped) takes the exclusive lock, so
-/// expiry behaves as in the single-owner caches.
+/// A lookup that finds an expired entry (which must be dropped), or an entry with a
+/// time-to-idle to restart, takes the exclusive lock, so expiry behaves as in the single-owner
+/// caches.
+///
+/// # No user code under a lock
+///
+/// Removal listeners, weighers, [`Expiry`](crate::Expiry) policies, loaders and the drop of
+/// removed values never run while a shard lock is held: weights and lifetimes are decided
+/// before the lock is taken, and what an operation removed (evicted, expired, replaced,
+/// removed) is taken out under the lock and reported, then dropped, after it is released. So
+/// a listener may call back into the cache, and a listener or weigher that panics leaves every
+/// count correct. The exceptions are `V::clone` in [`get`](Self::get) and [`peek`](Self::peek)
+/// and the closure of [`get_map`](Self::get_map), which read the value in place under the
+/// *shared* lock.
 ///
 /// # Building
 ///
-/// [`ConcurrentCache::new`] takes a capacity and the defaults; [`ConcurrentCache::with_builder`]
-/// takes a [`CacheBuilder`] with every setting (time-to-live, weigher, removal listener, clock,
-/// hasher, shard count). The policy is the type parameter `P`, named or inferred.
+/// [`ConcurrentCache::builder`] configures everything (capacity, time-to-live, time-to-idle,
+/// per-entry [`Expiry`](crate::Expiry), weigher, removal listener, clock, hasher, policy, shard
+/// count) and builds the cache; [`ConcurrentCache::new`] takes a capacity and the defaults.
+/// The policy is the type parameter `P`, [`DefaultPolicy`] unless the builder's
+/// [`policy`](crate::ConcurrentCacheBuilder::policy) picks another (or you name one):
+///
+/// | type | policy |
+/// |---|---|
+/// | `ConcurrentCache<K, V>` | [`DefaultPolicy`] |
+/// | [`ConcurrentLru<K, V>`](crate::ConcurrentLru) | [`LruCache`](crate::LruCache) shards |
+/// | [`ConcurrentLfu<K, V>`](crate::ConcurrentLfu) | [`LfuCache`](crate::LfuCache) shards |
+/// | [`ConcurrentFifo<K, V>`](crate::ConcurrentFifo) | [`FifoCache`](crate::FifoCache) shards |
+/// | [`ConcurrentS3Fifo<K, V>`](crate::ConcurrentS3Fifo) | [`S3FifoCache`](crate::S3FifoCache) shards |
+///
+/// # Sharing
+///
+/// A `ConcurrentCache` is a handle: [`Clone`] is cheap (a few reference counts) and every clone
+/// is the same cache, as with moka. Share it between threads and tasks by cloning, no `Arc`
+/// needed.
 ///
 /// # Shards and capacity
 ///
@@ -119,14 +150,16 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// # Examples
 ///
 /// ```
-/// use std::sync::Arc;
-/// use tierkit_cache::{CacheBuilder, ConcurrentCache, LruCache};
+/// use std::time::Duration;
+/// use tierkit_cache::ConcurrentCache;
 ///
-/// let cache: Arc<ConcurrentCache<u64, String, LruCache<u64, String>>> =
-///     Arc::new(ConcurrentCache::with_builder(&CacheBuilder::new(10_000).shards(16))?);
+/// let cache: ConcurrentCache<u64, String> = ConcurrentCache::builder()
+///     .max_capacity(10_000)
+///     .time_to_live(Duration::from_secs(300))
+///     .build()?;
 /// let handles: Vec<_> = (0..4)
 ///     .map(|t| {
-///         let cache = Arc::clone(&cache);
+///         let cache = cache.clone();
 ///         std::thread::spawn(move || cache.insert(t, format!("user {t}")))
 ///     })
 ///     .collect();
@@ -135,29 +168,50 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// }
 /// assert_eq!(cache.get(&2).as_deref(), Some("user 2"));
 /// assert_eq!(cache.len(), 4);
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct ConcurrentCache<K, V, P, S = RandomState> {
+pub struct ConcurrentCache<K, V, P = DefaultPolicy<K, V>, S = RandomState> {
     pub(crate) shards: Shards<P>,
     pub(crate) hasher: S,
     pub(crate) flights: Arc<Flights<K, S>>,
+    /// The weigher, the expiry policy and the default lifetimes, run before a shard is locked.
+    rules: EntryRules<K, V>,
+    listener: Option<Arc<dyn RemovalListener<K, V>>>,
+    /// Each shard's capacity (all equal).
+    shard_capacity: u64,
     /// The sum of the shards' capacities (fixed at construction).
     capacity: u64,
     /// Whether lookups under the shared lock are counted ([`CacheBuilder::count_lookups`]).
     count_lookups: bool,
-    _values: PhantomData<fn() -> V>,
+}
+
+impl<K, V, P, S: Clone> Clone for ConcurrentCache<K, V, P, S> {
+    /// Another handle on the same cache (reference counts only).
+    fn clone(&self) -> Self {
+        Self {
+            shards: Arc::clone(&self.shards),
+            hasher: self.hasher.clone(),
+            flights: Arc::clone(&self.flights),
+            rules: self.rules.clone(),
+            listener: self.listener.clone(),
+            shard_capacity: self.shard_capacity,
+            capacity: self.capacity,
+            count_lookups: self.count_lookups,
+        }
+    }
 }
 
 impl<K, V, P> ConcurrentCache<K, V, P, RandomState>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + 'static,
+    V: 'static,
     P: CachePolicy<K, V, RandomState>,
 {
     /// A cache of `capacity` entries with every other setting at its default.
     ///
     /// # Errors
-    /// [`CacheError::ZeroCapacity`](crate::CacheError::ZeroCapacity) for zero, and the policy's
-    /// own errors (such as [`CacheError::CapacityTooLarge`](crate::CacheError::CapacityTooLarge)).
+    /// [`Error::ZeroCapacity`](crate::Error::ZeroCapacity) for zero, and the policy's
+    /// own errors (such as [`Error::CapacityTooLarge`](crate::Error::CapacityTooLarge)).
     pub fn new(capacity: u64) -> Result<Self> {
         Self::with_builder(&CacheBuilder::new(capacity))
     }
@@ -165,7 +219,8 @@ where
 
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + 'static,
+    V: 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
 {
@@ -173,7 +228,7 @@ where
     ///
     /// # Errors
     /// Every error of [`CacheBuilder::validate`] (including
-    /// [`CacheError::ZeroShards`](crate::CacheError::ZeroShards)), and the policy's own errors
+    /// [`Error::ZeroShards`](crate::Error::ZeroShards)), and the policy's own errors
     /// for the per-shard capacity.
     pub fn with_builder(builder: &CacheBuilder<K, V, S>) -> Result<Self> {
         builder.validate()?;
@@ -184,17 +239,21 @@ where
         let mut shard_builder = builder.clone();
         shard_builder.capacity = builder.capacity.div_ceil(count_u64).max(1);
         shard_builder.shards = None;
+        shard_builder.deferred = true;
         let shards = (0..count)
             .map(|_| P::from_builder(&shard_builder).map(|p| CachePadded::new(Shard::new(p))))
             .collect::<Result<Vec<_>>>()?;
+        let shard_capacity = shards.first().map_or(0, |s| s.lock.read().capacity());
         let capacity = shards.iter().map(|s| s.lock.read().capacity()).sum();
         Ok(Self {
             capacity,
+            shard_capacity,
             count_lookups: builder.count_lookups,
             shards: shards.into(),
             hasher: builder.hasher.clone(),
             flights: Arc::new(Flights::new(builder.hasher.clone())),
-            _values: PhantomData,
+            rules: builder.rules.clone(),
+            listener: builder.listener.clone(),
         })
     }
 }
@@ -229,7 +288,8 @@ pub(crate) fn shard_index(hash: u64, n: usize) -> usize {
 
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + 'static,
+    V: 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
 {
@@ -245,6 +305,17 @@ where
         &self.shards[shard_index(hash, self.shards.len())]
     }
 
+    /// Reports `drained` and `target` (in that order) to the listener, then drops them and
+    /// returns the target's value. Called with no lock held.
+    #[inline]
+    pub(crate) fn report(
+        &self,
+        drained: Drained<K, V>,
+        target: Option<Removal<K, V>>,
+    ) -> Option<V> {
+        drained.report(target, self.listener.as_deref())
+    }
+
     /// Looks `key` up, counting a hit or miss and updating the policy (see
     /// [Policies under a shared lock](Self#policies-under-a-shared-lock)); returns a clone of
     /// the value.
@@ -255,13 +326,28 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.get_with(key, V::clone)
+        self.get_map(key, V::clone)
     }
 
     /// Calls `f` on the value for `key` (counting and updating like [`get`](Self::get)) without
-    /// cloning it; `f` runs under the shard lock, so keep it short.
+    /// cloning it, and returns what `f` returns.
+    ///
+    /// `f` runs under the shard's *shared* lock: keep it short, and do not write to this cache
+    /// from it (a write to the same shard would wait for the lock `f` holds). (This crate called
+    /// it `get_with` before; that name now means moka's loader, [`get_with`](Self::get_with).)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, Vec<u8>> = ConcurrentCache::new(100)?;
+    /// cache.insert(1, vec![0; 4096]);
+    /// assert_eq!(cache.get_map(&1, Vec::len), Some(4096)); // no copy of the 4 KiB
+    /// # Ok::<(), tierkit_cache::Error>(())
+    /// ```
     #[inline]
-    pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    pub fn get_map<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -286,12 +372,21 @@ where
                 SharedGet::Exclusive => {}
             }
         }
-        // Rare: an expired entry to drop, or a policy that counts hits exclusively (LFU).
-        shard
-            .lock
-            .write()
-            .get_hashed(hash, key)
-            .map(|value| f(value))
+        // Rare: an expired entry to drop, an idle period to restart, or a policy that counts
+        // hits exclusively (LFU). `f` runs once the lock is downgraded to shared, and the
+        // expired entry is reported after it is released.
+        let mut policy = shard.lock.write();
+        let found = policy.get_hashed(hash, key).is_some();
+        let drained = policy.take_removed();
+        let policy = RwLockWriteGuard::downgrade(policy);
+        let result = if found {
+            policy.peek_hashed(hash, key).map(f)
+        } else {
+            None
+        };
+        drop(policy);
+        self.report(drained, None);
+        result
     }
 
     /// Looks `key` up without touching the policy or the stats; returns a clone of the value.
@@ -334,11 +429,82 @@ where
         self.insert_ttl(key, value, Ttl::For(ttl))
     }
 
-    fn insert_ttl(&self, key: K, value: V, ttl: Ttl) -> Option<V> {
+    /// Inserts like [`insert`](Self::insert) unless the entry alone weighs more than a
+    /// shard's capacity: then the cache is unchanged (a value already under `key` stays) and the
+    /// key and value come back in [`Rejected`] (counted in `stats().rejections`, not reported to
+    /// the removal listener).
+    ///
+    /// # Errors
+    /// [`Rejected`] holding the key and value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, Vec<u8>> = ConcurrentCache::builder()
+    ///     .max_capacity(1 << 20)
+    ///     .weigher(|_: &u32, v: &Vec<u8>| v.len() as u64)
+    ///     .build()?;
+    /// let huge = vec![0u8; 2 << 20];
+    /// let (key, value) = cache.try_insert(1, huge).unwrap_err().into_inner();
+    /// assert_eq!((key, value.len()), (1, 2 << 20)); // handed back, not dropped
+    /// # Ok::<(), tierkit_cache::Error>(())
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> std::result::Result<Option<V>, Rejected<K, V>> {
+        let prepared = self.rules.prepare(&key, &value, Ttl::Default);
         let hash = self.hash(&key);
-        let mut policy = self.shard(hash).lock.write();
-        self.flights.supersede(&key);
-        policy.insert_hashed(hash, key, value, ttl)
+        if prepared.weight > self.shard_capacity {
+            self.shard(hash).lock.write().count_rejection();
+            return Err(Rejected::new(
+                key,
+                value,
+                prepared.weight,
+                self.shard_capacity,
+            ));
+        }
+        Ok(self.insert_prepared(hash, key, value, prepared))
+    }
+
+    fn insert_ttl(&self, key: K, value: V, ttl: Ttl) -> Option<V> {
+        // User code (weigher, expiry) first, before any lock.
+        let prepared = self.rules.prepare(&key, &value, ttl);
+        self.insert_prepared(self.hash(&key), key, value, prepared)
+    }
+
+    /// Inserts a prepared entry under the shard lock; reports what left after releasing it.
+    #[inline]
+    pub(crate) fn insert_prepared(
+        &self,
+        hash: u64,
+        key: K,
+        value: V,
+        prepared: crate::rules::Prepared,
+    ) -> Option<V> {
+        let (target, drained) = {
+            let mut policy = self.shard(hash).lock.write();
+            self.flights.supersede(&key);
+            let target = policy.insert_hashed(hash, key, value, prepared);
+            (target, policy.take_removed())
+        };
+        self.report(drained, target)
+    }
+
+    /// Inserts `value` for a load of `key` that finished, unless a write superseded the load
+    /// (checked under the shard lock, where writers mark it). Reports after the lock.
+    pub(crate) fn store_loaded(&self, key: K, value: V, superseded: impl FnOnce() -> bool) {
+        let prepared = self.rules.prepare(&key, &value, Ttl::Default);
+        let hash = self.hash(&key);
+        let (target, drained) = {
+            let mut policy = self.shard(hash).lock.write();
+            let target = if superseded() {
+                None
+            } else {
+                policy.insert_hashed(hash, key, value, prepared)
+            };
+            (target, policy.take_removed())
+        };
+        self.report(drained, target);
     }
 
     /// Removes `key`, returning its value if it was live. A load of `key` in flight will not
@@ -349,9 +515,13 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let mut policy = self.shard(hash).lock.write();
-        self.flights.supersede(key);
-        policy.remove_hashed(hash, key)
+        let (target, drained) = {
+            let mut policy = self.shard(hash).lock.write();
+            self.flights.supersede(key);
+            let target = policy.remove_hashed(hash, key);
+            (target, policy.take_removed())
+        };
+        self.report(drained, target)
     }
 
     /// Entries held over all shards (a sum of per-shard counts taken one after another, so only
@@ -386,16 +556,27 @@ where
     pub fn clear(&self) {
         self.flights.supersede_all();
         for shard in self.shards.iter() {
-            shard.lock.write().clear();
+            let drained = {
+                let mut policy = shard.lock.write();
+                policy.clear();
+                policy.take_removed()
+            };
+            self.report(drained, None);
         }
     }
 
     /// Drops every expired entry now; returns how many.
     pub fn purge_expired(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock.write().purge_expired())
-            .sum()
+        let mut purged = 0;
+        for shard in self.shards.iter() {
+            let drained = {
+                let mut policy = shard.lock.write();
+                purged += policy.purge_expired();
+                policy.take_removed()
+            };
+            self.report(drained, None);
+        }
+        purged
     }
 
     /// The counters of all shards, summed ([`CacheStats::merge`]). Lookups made by
@@ -417,15 +598,28 @@ where
         total
     }
 
-    /// Calls `f` on every live entry, shard by shard, each shard under its (shared) lock (no
-    /// policy update, not counted).
+    /// Calls `f` on every live entry, shard by shard (no policy update, not counted). Each
+    /// shard's entries are cloned under its shared lock and `f` runs after it is released, so
+    /// `f` may call back into this cache.
     ///
     /// This is a weakly consistent walk, not an atomic snapshot: a write to a shard not yet (or
-    /// already) visited may or may not be seen. `f` must not call back into this cache.
-    pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+    /// already) visited may or may not be seen.
+    pub fn for_each(&self, mut f: impl FnMut(&K, &V))
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let mut entries = Vec::new();
         for shard in self.shards.iter() {
-            for (k, v) in shard.lock.read().iter() {
-                f(k, v);
+            entries.extend(
+                shard
+                    .lock
+                    .read()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            for (k, v) in entries.drain(..) {
+                f(&k, &v);
             }
         }
     }
@@ -438,7 +632,15 @@ where
         V: Clone,
     {
         let mut out = Vec::new();
-        self.for_each(|k, v| out.push((k.clone(), v.clone())));
+        for shard in self.shards.iter() {
+            out.extend(
+                shard
+                    .lock
+                    .read()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
         out
     }
 }

@@ -26,7 +26,7 @@ use crate::slab::{List, NIL, Node, Slab};
 /// assert!(!cache.contains(&"a"));
 /// let order: Vec<_> = cache.iter().map(|(k, _)| *k).collect();
 /// assert_eq!(order, ["c", "b"]);
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct FifoCache<K, V, S = RandomState> {
     inner: Engine<K, V, S, Fifo>,

@@ -30,7 +30,7 @@ use std::hash::{BuildHasher, Hasher};
 ///     ConcurrentCache::with_builder(&CacheBuilder::new(1_000).hasher(FastHashBuilder::new()))?;
 /// shared.insert(7, 49);
 /// assert_eq!(shared.get(&7), Some(49));
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct FastHashBuilder(hashbrown::DefaultHashBuilder);

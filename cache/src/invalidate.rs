@@ -6,11 +6,13 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
+use crate::removal::Drained;
 use crate::{CachePolicy, ConcurrentCache};
 
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + 'static,
+    V: 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
 {
@@ -33,27 +35,56 @@ where
 
     /// Discards every entry for which `predicate(key, value)` is true; returns how many.
     ///
-    /// Shards are swept one at a time, each under its lock; `predicate` runs under that lock, so
-    /// keep it short and never call back into this cache. Every load in flight is superseded (its
-    /// key and value are not known yet, so the predicate cannot be asked): it still answers its
-    /// callers but does not store its result.
+    /// Shards are swept one at a time: the shard's entries are cloned under its shared lock,
+    /// `predicate` runs with no lock held (so it may be slow, or call back into this cache),
+    /// then the matching keys are removed under the exclusive lock and reported to the removal
+    /// listener after it is released. A key written between the check and the removal is
+    /// removed too (the sweep is weakly consistent, like the cache's other multi-shard
+    /// operations). Every load in flight is superseded (its key and value are not known yet, so
+    /// the predicate cannot be asked): it still answers its callers but does not store its
+    /// result.
     pub fn invalidate_if(&self, mut predicate: impl FnMut(&K, &V) -> bool) -> usize
     where
         K: Clone,
+        V: Clone,
     {
         self.flights.supersede_all();
         let mut removed = 0;
+        let mut entries = Vec::new();
         let mut doomed = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = shard.lock.write();
-            doomed.extend(
+            entries.extend(
                 shard
+                    .lock
+                    .read()
                     .iter()
-                    .filter(|(k, v)| predicate(k, v))
-                    .map(|(k, _)| k.clone()),
+                    .map(|(k, v)| (k.clone(), v.clone())),
             );
-            for key in doomed.drain(..) {
-                removed += usize::from(shard.remove(&key).is_some());
+            doomed.extend(
+                entries
+                    .drain(..)
+                    .filter(|(k, v)| predicate(k, v))
+                    .map(|(k, _)| k),
+            );
+            if doomed.is_empty() {
+                continue;
+            }
+            let (targets, drained) = {
+                let mut policy = shard.lock.write();
+                let targets: Vec<_> = doomed
+                    .drain(..)
+                    .filter_map(|key| {
+                        let hash = self.hash(&key);
+                        policy.remove_hashed(hash, &key)
+                    })
+                    .collect();
+                (targets, policy.take_removed())
+            };
+            removed += targets.len();
+            // Expired entries the removals purged on the way, then the removed ones.
+            self.report(drained, None);
+            for target in targets {
+                self.report(Drained::None, Some(target));
             }
         }
         removed

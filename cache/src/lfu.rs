@@ -5,7 +5,7 @@ use std::hash::RandomState;
 
 use crate::engine::{Engine, Policy, cache_type};
 use crate::slab::{Links, List, NIL, Node, Slab};
-use crate::{CacheError, Result};
+use crate::{Error, Result};
 
 /// A cache that evicts the **least frequently used** entry first, breaking ties by evicting the
 /// least recently used among the least frequent.
@@ -61,7 +61,7 @@ use crate::{CacheError, Result};
 /// cache.insert("e", 4);
 /// assert!(!cache.contains(&"hot"));
 /// assert!(cache.contains(&"d"));
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct LfuCache<K, V, S = RandomState> {
     inner: Engine<K, V, S, Lfu>,
@@ -86,7 +86,7 @@ cache_type!(LfuCache, "LFU cache");
 /// let cache = LfuCache::<u64, String>::new(100)?;
 /// assert_eq!(cache.aging(), LfuAging::Adaptive);
 /// assert_eq!(cache.with_aging(1_000)?.aging(), LfuAging::Every(1_000));
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -116,7 +116,7 @@ impl<K, V, S> LfuCache<K, V, S> {
     /// choose a `period` at least the expected entry count.
     ///
     /// # Errors
-    /// [`CacheError::InvalidConfig`] when `period` is zero, or below the capacity of a cache
+    /// [`Error::InvalidConfig`] when `period` is zero, or below the capacity of a cache
     /// without a weigher.
     ///
     /// # Examples
@@ -128,17 +128,17 @@ impl<K, V, S> LfuCache<K, V, S> {
     /// cache.insert(1, "one");
     /// assert_eq!(cache.aging(), LfuAging::Every(1_000));
     /// assert!(LfuCache::<u64, u64>::new(100)?.with_aging(99).is_err());
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     pub fn with_aging(mut self, period: u64) -> Result<Self> {
         if period == 0 {
-            return Err(CacheError::InvalidConfig {
+            return Err(Error::InvalidConfig {
                 name: "aging period",
                 reason: "must be at least 1",
             });
         }
-        if self.inner.weigher.is_none() && period < self.inner.capacity() {
-            return Err(CacheError::InvalidConfig {
+        if self.inner.rules.weigher.is_none() && period < self.inner.capacity() {
+            return Err(Error::InvalidConfig {
                 name: "aging period",
                 reason: "must be at least the capacity, to keep aging amortised O(1)",
             });
@@ -172,7 +172,7 @@ impl<K, V, S> LfuCache<K, V, S> {
     /// cache.insert("e", 4);
     /// assert!(cache.contains(&"hot"));
     /// assert!(!cache.contains(&"d"));
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     #[must_use]
     pub fn without_aging(mut self) -> Self {

@@ -2,9 +2,9 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tierkit_cache::{Cache, LruCache, MockClock};
+//! use tierkit_cache::{Cache, LruCache, ManualClock};
 //!
-//! let clock = MockClock::new();
+//! let clock = ManualClock::new();
 //! let mut sessions: LruCache<u64, String> = LruCache::builder(10_000)
 //!     .default_ttl(Duration::from_secs(60))
 //!     .clock(clock.clone())
@@ -14,7 +14,7 @@
 //! clock.advance(Duration::from_secs(61));
 //! assert_eq!(sessions.get(&7), None); // expired
 //! assert_eq!(sessions.stats().hits, 1);
-//! # Ok::<(), tierkit_cache::CacheError>(())
+//! # Ok::<(), tierkit_cache::Error>(())
 //! ```
 //!
 //! The single-owner caches ([`LruCache`], [`FifoCache`], [`LfuCache`], [`S3FifoCache`]) share
@@ -30,9 +30,34 @@
 //!
 //! [`ConcurrentCache`] shards any of them behind read-write locks: lookups share the lock (see
 //! [policies under a shared lock](ConcurrentCache#policies-under-a-shared-lock)), each key is
-//! hashed once, and [`get_or_load`](ConcurrentCache::get_or_load) loads a missing key once
-//! however many threads miss it ([`get_or_load_with_outcome`](ConcurrentCache::get_or_load_with_outcome)
-//! also says whether the value was a hit, loaded, or joined from another caller's load).
+//! hashed once, and a missing key is loaded once however many callers miss it, blocking
+//! ([`get_or_load`](ConcurrentCache::get_or_load);
+//! [`get_or_load_with_outcome`](ConcurrentCache::get_or_load_with_outcome) also says whether
+//! the value was a hit, loaded, or joined from another caller's load) or async in the caller's
+//! task ([`get_with`](ConcurrentCache::get_with), [`try_get_with`](ConcurrentCache::try_get_with),
+//! [`optionally_get_with`](ConcurrentCache::optionally_get_with), whose loaders may borrow). It
+//! is built like moka's, and the handle is a cheap [`Clone`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tierkit_cache::ConcurrentCache;
+//!
+//! let users: ConcurrentCache<u64, String> = ConcurrentCache::builder()
+//!     .max_capacity(10_000)
+//!     .time_to_live(Duration::from_secs(300))
+//!     .time_to_idle(Duration::from_secs(60))
+//!     .build()?;
+//! let handle = users.clone(); // the same cache
+//! handle.insert(7, "alice".to_string());
+//! assert_eq!(users.get(&7).as_deref(), Some("alice"));
+//! # Ok::<(), tierkit_cache::Error>(())
+//! ```
+//!
+//! **No user code under a lock**: removal listeners, weighers, [`Expiry`] policies, loaders
+//! and the drop of removed values run outside every lock (removals are collected under the
+//! lock and reported after it), so a listener may call back into the cache and a panicking
+//! listener or weigher leaves the counts right. An insert heavier than the capacity can hand
+//! its value back ([`try_insert`](Cache::try_insert), [`Rejected`]).
 //!
 //! | policy | evicts | a hit | iteration order |
 //! |---|---|---|---|
@@ -65,7 +90,7 @@
 //! |---|---|---|---|
 //! | [`SystemClock`] (default) | `Instant::now()` | exact | ~20-30 ns (the OS clock) |
 //! | [`CoarseClock`] | a timestamp a background thread refreshes every millisecond | about 1 ms (+ scheduling delay of that thread), early or late | one atomic load |
-//! | [`MockClock`] | the time you advanced it to | exact | one atomic load |
+//! | [`ManualClock`] | the time you advanced it to | exact | one atomic load |
 //!
 //! ## Hashing
 //!
@@ -77,9 +102,13 @@
 //!
 //! ## Crate features
 //!
-//! - `tokio`: async read-through with single flight: `ConcurrentCache::get_or_load_async`,
-//!   `get_or_load_with_outcome_async` and `get_or_load_opt_async` (the write-back flusher is a
-//!   plain thread and needs no feature).
+//! - `tokio`: async read-through whose loader runs on a spawned tokio task, so a load outlives
+//!   its callers: `ConcurrentCache::get_or_load_async`, `get_or_load_with_outcome_async` and
+//!   `get_or_load_opt_async` (loaders must be `Send + 'static`). The in-task async loaders
+//!   (`get_with` and its siblings) need no feature and no runtime, and the write-back flusher is
+//!   a plain thread.
+//! - `redis` (implies `tokio`): the `remote` tier (`tierkit_cache::remote`): Redis servers on a consistent-hash ring
+//!   with failover, and a near cache kept coherent between app instances.
 //!
 //! **Status:** every policy, TTL, weights, listeners, stats, the sharded `ConcurrentCache`,
 //! single-flight loaders (sync and async) and the store wrappers are built and tested. Against
@@ -90,24 +119,31 @@
 //! See the workspace's `ARCHITECTURE.md` for where this crate sits in the dependency graph.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod cache;
-mod clock;
 mod coarse_clock;
 mod concurrent;
+mod concurrent_builder;
 mod engine;
 mod error;
 mod expiry;
 mod fifo;
+mod flight;
 mod hasher;
 mod invalidate;
 mod lfu;
 mod loader;
 #[cfg(feature = "tokio")]
 mod loader_async;
+mod loader_task;
 mod lru;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod remote;
 mod removal;
+mod rules;
 mod s3fifo;
 mod slab;
 mod stats;
@@ -117,17 +153,25 @@ mod write_through;
 
 pub use builder::{CacheBuilder, CachePolicy};
 pub use cache::Cache;
-pub use clock::{Clock, MockClock, SystemClock};
 pub use coarse_clock::CoarseClock;
 pub use concurrent::ConcurrentCache;
+pub use concurrent_builder::{
+    Built, ConcurrentCacheBuilder, ConcurrentFifo, ConcurrentLfu, ConcurrentLru, ConcurrentS3Fifo,
+    DefaultPolicy, PolicyKind, policy,
+};
 pub use engine::Iter;
-pub use error::{CacheError, Result};
+pub use error::{Error, Rejected, Result};
+pub use tierkit_core::{Clock, ManualClock, SystemClock};
+/// The former name of [`Error`], kept so code written against it still builds.
+#[doc(hidden)]
+pub type CacheError = Error;
 pub use fifo::FifoCache;
 pub use hasher::{FastHashBuilder, FastHasher};
 pub use lfu::{LfuAging, LfuCache};
 pub use loader::{LoadError, LoadOutcome};
 pub use lru::LruCache;
 pub use removal::{RemovalCause, RemovalListener, Weigher};
+pub use rules::Expiry;
 pub use s3fifo::S3FifoCache;
 pub use stats::CacheStats;
 pub use store::{MemoryStore, Store};

@@ -1,23 +1,13 @@
-//! Read-through loading with stampede protection ("single flight"): [`LoadError`],
-//! [`LoadOutcome`] and [`ConcurrentCache::get_or_load`].
-//!
-//! Loads in flight are kept in a `DashMap` from key to a shared [`Flight`] slot. The first caller
-//! to miss registers a flight and runs its loader (the *leader*); later callers for the same key
-//! find the flight and wait for its outcome. No shard lock is held while a loader runs.
+//! Blocking read-through loading with stampede protection ("single flight"): [`LoadError`],
+//! [`LoadOutcome`] and [`ConcurrentCache::get_or_load`] (the flights themselves are in
+//! `flight.rs`).
 
-use std::any::Any;
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
-use parking_lot::{Condvar, Mutex};
-
-use crate::concurrent::Shard;
-use crate::{Cache, CachePolicy, ConcurrentCache};
+use crate::flight::{Join, Output, Required, Settled};
+use crate::{CachePolicy, ConcurrentCache};
 
 /// Why [`get_or_load`](ConcurrentCache::get_or_load) (or its async and wrapper forms) produced no
 /// value.
@@ -89,315 +79,6 @@ impl<E: std::error::Error + 'static> std::error::Error for LoadError<E> {
     }
 }
 
-/// A flight of any value and error type, as stored in the map.
-pub(crate) trait Pending: Send + Sync {
-    /// A write or invalidation overtook this load: its result must not be cached.
-    fn supersede(&self);
-    /// For downcasting to the concrete [`Flight`].
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
-
-/// How a load ended, as seen by a waiter.
-pub(crate) enum Settled<V, E> {
-    /// The loader returned: a value (`None`: "not found", not cached) or its shared error.
-    Done(Result<Option<V>, Arc<E>>),
-    /// The leader went away (panicked, or its future was dropped) without an outcome.
-    Abandoned,
-}
-
-/// The slot one load publishes its outcome into.
-pub(crate) struct Flight<V, E> {
-    state: Mutex<Option<Settled<V, E>>>,
-    done: Condvar,
-    #[cfg(feature = "tokio")]
-    notify: tokio::sync::Notify,
-    superseded: AtomicBool,
-}
-
-impl<V, E> Flight<V, E> {
-    fn new() -> Self {
-        Self {
-            state: Mutex::new(None),
-            done: Condvar::new(),
-            #[cfg(feature = "tokio")]
-            notify: tokio::sync::Notify::new(),
-            superseded: AtomicBool::new(false),
-        }
-    }
-
-    fn publish(&self, outcome: Settled<V, E>) {
-        *self.state.lock() = Some(outcome);
-        self.done.notify_all();
-        #[cfg(feature = "tokio")]
-        self.notify.notify_waiters();
-    }
-
-    fn is_superseded(&self) -> bool {
-        self.superseded.load(Ordering::Acquire)
-    }
-}
-
-impl<V: Clone, E> Settled<V, E> {
-    fn share(&self) -> Self {
-        match self {
-            Self::Done(Ok(v)) => Self::Done(Ok(v.clone())),
-            Self::Done(Err(e)) => Self::Done(Err(Arc::clone(e))),
-            Self::Abandoned => Self::Abandoned,
-        }
-    }
-}
-
-impl<V: Clone, E> Flight<V, E> {
-    /// Blocks the thread until the load ends.
-    fn wait(&self) -> Settled<V, E> {
-        let mut state = self.state.lock();
-        loop {
-            if let Some(settled) = &*state {
-                return settled.share();
-            }
-            self.done.wait(&mut state);
-        }
-    }
-
-    /// Waits asynchronously until the load ends (cancel-safe: dropping this future only stops
-    /// waiting).
-    #[cfg(feature = "tokio")]
-    pub(crate) async fn wait_async(&self) -> Settled<V, E> {
-        loop {
-            let mut notified = std::pin::pin!(self.notify.notified());
-            notified.as_mut().enable();
-            if let Some(settled) = &*self.state.lock() {
-                return settled.share();
-            }
-            notified.await;
-        }
-    }
-}
-
-impl<V, E> Pending for Flight<V, E>
-where
-    V: Send + Sync + 'static,
-    E: Send + Sync + 'static,
-{
-    fn supersede(&self) {
-        self.superseded.store(true, Ordering::Release);
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-}
-
-/// The loads in flight of one cache.
-pub(crate) struct Flights<K, S> {
-    map: DashMap<K, Arc<dyn Pending>, S>,
-    /// Entries in `map`, so writes skip the map entirely while nothing loads.
-    count: AtomicUsize,
-}
-
-impl<K, S> Flights<K, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Clone,
-{
-    pub(crate) fn new(hasher: S) -> Self {
-        Self {
-            map: DashMap::with_hasher(hasher),
-            count: AtomicUsize::new(0),
-        }
-    }
-
-    /// A write to `key` overtook any load of it: that load must not cache its (older) result, and
-    /// later callers must not join it. Called under `key`'s shard lock.
-    pub(crate) fn supersede<Q>(&self, key: &Q)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        if let Some((_, flight)) = self.map.remove(key) {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            flight.supersede();
-        }
-    }
-
-    /// [`supersede`](Self::supersede) for every load in flight.
-    pub(crate) fn supersede_all(&self) {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        self.map.retain(|_, flight| {
-            flight.supersede();
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            false
-        });
-    }
-
-    /// Removes `flight` from the map if it is still registered there.
-    fn retire<V, E>(&self, key: &K, flight: &Arc<Flight<V, E>>) {
-        let mine =
-            |_: &K, f: &Arc<dyn Pending>| std::ptr::addr_eq(Arc::as_ptr(f), Arc::as_ptr(flight));
-        if self.map.remove_if(key, mine).is_some() {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// What a caller that missed does next.
-pub(crate) enum Join<K, V, E, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Clone,
-{
-    /// Run the loader: this caller registered the flight.
-    Lead(Lead<K, V, E, S>),
-    /// Wait for the flight another caller leads.
-    Wait(Arc<Flight<V, E>>),
-    /// A load of the same key with a different error type is in flight: load without
-    /// coordination.
-    Foreign,
-}
-
-impl<K, S> Flights<K, S>
-where
-    K: Hash + Eq + Clone,
-    S: BuildHasher + Clone,
-{
-    /// Joins the load of `key` in flight, or registers a new one.
-    pub(crate) fn join<V, E>(self: &Arc<Self>, key: &K) -> Join<K, V, E, S>
-    where
-        V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
-    {
-        match self.map.entry(key.clone()) {
-            Entry::Occupied(e) => match Arc::clone(e.get()).into_any().downcast::<Flight<V, E>>() {
-                Ok(flight) => Join::Wait(flight),
-                Err(_) => Join::Foreign,
-            },
-            Entry::Vacant(e) => {
-                let flight = Arc::new(Flight::new());
-                e.insert(Arc::clone(&flight) as Arc<dyn Pending>);
-                self.count.fetch_add(1, Ordering::AcqRel);
-                Join::Lead(Lead {
-                    flights: Arc::clone(self),
-                    key: key.clone(),
-                    flight,
-                    done: false,
-                })
-            }
-        }
-    }
-}
-
-/// The leader's duty: publish an outcome. Dropped without one (the loader panicked, or the
-/// leading future was dropped), it publishes [`Settled::Abandoned`] so waiters retry.
-pub(crate) struct Lead<K, V, E, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Clone,
-{
-    flights: Arc<Flights<K, S>>,
-    key: K,
-    flight: Arc<Flight<V, E>>,
-    done: bool,
-}
-
-impl<K, V, E, S> Lead<K, V, E, S>
-where
-    K: Hash + Eq + Clone,
-    V: Clone,
-    S: BuildHasher + Clone,
-{
-    /// Stores a found value in `shard` (unless a write superseded this load), then retires the
-    /// flight and publishes the outcome to every waiter.
-    pub(crate) fn complete<P: Cache<K, V>>(
-        mut self,
-        shard: &Shard<P>,
-        outcome: Result<Option<V>, Arc<E>>,
-    ) {
-        if let Ok(Some(value)) = &outcome {
-            let mut policy = shard.lock.write();
-            // Checked under the shard lock, where writers set it: no write can slip in between.
-            if !self.flight.is_superseded() {
-                policy.insert(self.key.clone(), value.clone());
-            }
-        }
-        self.flights.retire(&self.key, &self.flight);
-        self.flight.publish(Settled::Done(outcome));
-        self.done = true;
-    }
-
-    /// Settles a loader's result: caches and publishes it, and hands it back typed for the leader.
-    pub(crate) fn settle<T, P: Cache<K, V>>(
-        self,
-        shard: &Shard<P>,
-        result: Result<T, E>,
-        to_cache: fn(&T) -> Option<V>,
-    ) -> Result<T, LoadError<E>> {
-        match result {
-            Ok(t) => {
-                self.complete(shard, Ok(to_cache(&t)));
-                Ok(t)
-            }
-            Err(e) => {
-                let e = Arc::new(e);
-                self.complete(shard, Err(Arc::clone(&e)));
-                Err(LoadError::Failed(e))
-            }
-        }
-    }
-
-    pub(crate) fn key(&self) -> &K {
-        &self.key
-    }
-}
-
-impl<K, V, E, S> Drop for Lead<K, V, E, S>
-where
-    K: Hash + Eq,
-    S: BuildHasher + Clone,
-{
-    fn drop(&mut self) {
-        if !self.done {
-            self.flights.retire(&self.key, &self.flight);
-            self.flight.publish(Settled::Abandoned);
-        }
-    }
-}
-
-/// What the typed front ends ask of a flight's outcome.
-pub(crate) trait Output<V>: Sized {
-    /// The value to cache, if any.
-    fn to_cache(&self) -> Option<V>;
-    /// This caller's answer from a published outcome; `None`: run an own loader instead.
-    fn from_flight(found: Option<V>) -> Option<Self>;
-}
-
-/// `get_or_load`: a value is required; a "not found" flight makes the waiter load itself.
-impl<V: Clone> Output<V> for Required<V> {
-    fn to_cache(&self) -> Option<V> {
-        Some(self.0.clone())
-    }
-    fn from_flight(found: Option<V>) -> Option<Self> {
-        found.map(Required)
-    }
-}
-
-/// `get_or_load_opt`: "not found" is an answer.
-impl<V: Clone> Output<V> for Option<V> {
-    fn to_cache(&self) -> Option<V> {
-        self.clone()
-    }
-    fn from_flight(found: Option<V>) -> Option<Self> {
-        Some(found)
-    }
-}
-
-/// A value that must be present.
-pub(crate) struct Required<V>(pub(crate) V);
-
 /// How [`get_or_load_with_outcome`](ConcurrentCache::get_or_load_with_outcome) (or its async
 /// form) obtained the value it returned: for `X-Cache: HIT` headers, per-request metrics, or
 /// tests of a read-through path.
@@ -440,7 +121,7 @@ impl LoadOutcome {
 
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -481,7 +162,7 @@ where
     /// // Cached now: the loader does not run.
     /// let v = cache.get_or_load(7, || Err(std::io::Error::other("not called")));
     /// assert_eq!(v.ok().as_deref(), Some("seven"));
-    /// # Ok::<(), tierkit_cache::CacheError>(())
+    /// # Ok::<(), tierkit_cache::Error>(())
     /// ```
     pub fn get_or_load<E>(
         &self,
@@ -554,6 +235,27 @@ where
         self.load(key, loader).map(|(v, _)| v)
     }
 
+    /// How many callers are waiting for the load of `key` in flight (0 when none runs): the
+    /// size of a stampede that single flight is absorbing, for metrics and for tests that
+    /// need to know a caller has joined.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tierkit_cache::ConcurrentCache;
+    ///
+    /// let cache: ConcurrentCache<u32, u32> = ConcurrentCache::new(100)?;
+    /// assert_eq!(cache.load_waiters(&1), 0);
+    /// # Ok::<(), tierkit_cache::Error>(())
+    /// ```
+    pub fn load_waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.flights.waiters(key)
+    }
+
     /// The miss path of every sync front end.
     pub(crate) fn load<T, E>(
         &self,
@@ -583,15 +285,13 @@ where
                 }
             }
         };
-        let hash = self.hash(lead.key());
-        let shard = self.shard(hash);
         // A load that finished between our miss and our registration cached its value already.
-        let cached = shard.lock.read().peek_hashed(hash, lead.key()).cloned();
+        let cached = self.peek(lead.key());
         if let Some(t) = cached.clone().and_then(|v| T::from_flight(Some(v))) {
-            lead.complete(shard, Ok(cached));
+            lead.complete(self, Ok(cached));
             return Ok((t, LoadOutcome::Hit));
         }
-        let t = lead.settle(shard, loader(), T::to_cache)?;
+        let t = lead.settle(self, loader(), T::to_cache)?;
         Ok((t, LoadOutcome::Loaded))
     }
 

@@ -3,12 +3,14 @@
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
 
-use crate::concurrent::shard_index;
-use crate::loader::{Join, Lead, LoadError, LoadOutcome, Output, Required, Settled};
+use crate::flight::{Join, Lead, Output, Required, Settled};
+use crate::loader::{LoadError, LoadOutcome};
 use crate::{CachePolicy, ConcurrentCache};
 
+/// The spawned-task loaders. For loaders that borrow (futures that are not `'static`), use
+/// [`get_with`](ConcurrentCache::get_with) and its siblings, which need no feature.
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl<K, V, P, S> ConcurrentCache<K, V, P, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -24,7 +26,8 @@ where
     /// caller of that load as the same [`LoadError::Failed`] and nothing is cached.
     ///
     /// # Cancellation
-    /// Dropping any caller's future, *including the one whose loader runs*, never cancels the
+    /// Unlike [`get_with`](Self::get_with) (whose loader runs in the caller's task and may
+    /// borrow), dropping any caller's future, *including the one whose loader runs*, never cancels the
     /// load for the others: inside a tokio runtime the loader runs on a spawned task
     /// (hence `loader: Send + 'static`), which caches the value and wakes every waiter even if
     /// all of them are gone. Outside a tokio runtime (another executor), the loader runs inside
@@ -159,21 +162,15 @@ where
                 }
             }
         };
-        let hash = self.hash(lead.key());
-        let index = shard_index(hash, self.shards.len());
-        let shards = Arc::clone(&self.shards);
-        let cached = shards[index]
-            .lock
-            .read()
-            .peek_hashed(hash, lead.key())
-            .cloned();
+        let cached = self.peek(lead.key());
         if let Some(t) = cached.clone().and_then(|v| T::from_flight(Some(v))) {
-            lead.complete(&shards[index], Ok(cached));
+            lead.complete(self, Ok(cached));
             return Ok((t, LoadOutcome::Hit));
         }
+        let cache = self.clone();
         let job = async move {
             let result = loader.await;
-            lead.settle(&shards[index], result, T::to_cache)
+            lead.settle(&cache, result, T::to_cache)
         };
         let t = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => match runtime.spawn(job).await {

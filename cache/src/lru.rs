@@ -31,7 +31,7 @@ use crate::slab::{List, NIL, Node, Slab};
 /// assert!(!cache.contains(&"b"));
 /// let order: Vec<_> = cache.iter().map(|(k, _)| *k).collect();
 /// assert_eq!(order, ["c", "a"]);
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct LruCache<K, V, S = RandomState> {
     inner: Engine<K, V, S, Lru>,

@@ -12,9 +12,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::{Condvar, Mutex};
 
-use crate::{
-    CacheError, CachePolicy, Clock, ConcurrentCache, LoadError, Result, Store, SystemClock,
-};
+use crate::{CachePolicy, Clock, ConcurrentCache, Error, LoadError, Result, Store, SystemClock};
 
 /// A write not yet in the store: the latest value (`None`: a delete) and its sequence number.
 struct Dirty<V> {
@@ -128,12 +126,12 @@ struct Shared<K, V, P, St, S> {
 /// assert_eq!(counters.dirty_len(), 1);
 /// counters.flush().expect("in-memory store never fails");
 /// assert_eq!(db.get(&1).as_deref(), Some("ada"));
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 // The bounds sit on the struct (not only on impls) because `Drop`, which flushes, needs them.
 pub struct WriteBack<K, V, P, St, S = RandomState>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -172,7 +170,7 @@ impl<K, V, P, St, S> WriteBackBuilder<K, V, P, St, S> {
         self
     }
 
-    /// Reads time from `clock` (tests: [`MockClock`](crate::MockClock)) for the interval and
+    /// Reads time from `clock` (tests: [`ManualClock`](crate::ManualClock)) for the interval and
     /// the backoff.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.config.clock = Arc::new(clock);
@@ -182,7 +180,7 @@ impl<K, V, P, St, S> WriteBackBuilder<K, V, P, St, S> {
 
 impl<K, V, P, St, S> WriteBackBuilder<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -192,24 +190,24 @@ where
     /// [`WriteBack::spawn_flusher`]).
     ///
     /// # Errors
-    /// [`CacheError::InvalidConfig`] for a zero `max_batch` or `flush_interval`, or a
+    /// [`Error::InvalidConfig`] for a zero `max_batch` or `flush_interval`, or a
     /// `max_backoff` below `initial_backoff`.
     pub fn build(self) -> Result<WriteBack<K, V, P, St, S>> {
         let config = self.config;
         if config.max_batch == 0 {
-            return Err(CacheError::InvalidConfig {
+            return Err(Error::InvalidConfig {
                 name: "max_batch",
                 reason: "must be at least 1",
             });
         }
         if config.interval.is_zero() {
-            return Err(CacheError::InvalidConfig {
+            return Err(Error::InvalidConfig {
                 name: "flush_interval",
                 reason: "must be greater than zero",
             });
         }
         if config.max_backoff < config.initial_backoff {
-            return Err(CacheError::InvalidConfig {
+            return Err(Error::InvalidConfig {
                 name: "backoff",
                 reason: "max must not be below initial",
             });
@@ -241,7 +239,7 @@ where
 
 impl<K, V, P, St, S> WriteBack<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -408,7 +406,7 @@ where
 
 impl<K, V, P, St, S> Shared<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -585,7 +583,7 @@ where
 
 impl<K, V, P, St, S> Drop for WriteBack<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,
@@ -602,7 +600,7 @@ where
 
 impl<K, V, P, St, S> fmt::Debug for WriteBack<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,

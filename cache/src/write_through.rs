@@ -52,7 +52,7 @@ pub enum WriteMode {
 /// assert_eq!(db.get(&1).as_deref(), Some("ada")); // the store has it
 /// assert_eq!(users.cache().peek(&1).as_deref(), Some("ada")); // and so does the cache
 /// assert_eq!(users.get(&2).expect("no error"), None); // a miss goes to the store
-/// # Ok::<(), tierkit_cache::CacheError>(())
+/// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 pub struct WriteThrough<K, V, P, St, S = RandomState> {
     cache: ConcurrentCache<K, V, P, S>,
@@ -63,7 +63,7 @@ pub struct WriteThrough<K, V, P, St, S = RandomState> {
 
 impl<K, V, P, St, S> WriteThrough<K, V, P, St, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone,
     P: CachePolicy<K, V, S>,

@@ -35,7 +35,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use tierkit::core::SplitMix64;
+use tierkit_testkit::mix;
 
 /// A boxed error: the journey stops at the first stage that cannot run.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -183,34 +186,52 @@ pub fn run(opts: &Options) -> Result<Report> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let dir = TempDir::new()?;
+    let dir = tempfile::Builder::new()
+        .prefix("tierkit-zero-to-millions-")
+        .tempdir()?;
     let mut report = Report {
         seed: opts.seed,
         ..Report::default()
     };
     let mut metrics: Vec<Metric> = Vec::new();
     if opts.runs(1) {
-        let s = rt.block_on(stage_web::single(opts, &dir.sub("s1")?, &mut metrics))?;
+        let s = rt.block_on(stage_web::single(
+            opts,
+            &sub(dir.path(), "s1")?,
+            &mut metrics,
+        ))?;
         report.rows.push(s.row.clone());
         report.single = Some(s);
     }
     if opts.runs(2) {
-        let s = rt.block_on(stage_web::balanced(opts, &dir.sub("s2")?, &mut metrics))?;
+        let s = rt.block_on(stage_web::balanced(
+            opts,
+            &sub(dir.path(), "s2")?,
+            &mut metrics,
+        ))?;
         report.rows.push(s.row.clone());
         report.balanced = Some(s);
     }
     if opts.runs(3) {
-        let s = rt.block_on(stage_data::replication(opts, &dir.sub("s3")?, &mut metrics))?;
+        let s = rt.block_on(stage_data::replication(
+            opts,
+            &sub(dir.path(), "s3")?,
+            &mut metrics,
+        ))?;
         report.rows.push(s.row.clone());
         report.replication = Some(s);
     }
     if opts.runs(4) {
-        let s = rt.block_on(stage_data::cache_tier(opts, &dir.sub("s4")?, &mut metrics))?;
+        let s = rt.block_on(stage_data::cache_tier(
+            opts,
+            &sub(dir.path(), "s4")?,
+            &mut metrics,
+        ))?;
         report.rows.push(s.row.clone());
         report.cache = Some(s);
     }
     if opts.runs(5) {
-        let s = rt.block_on(stage_data::cdn(opts, &dir.sub("s5")?, &mut metrics))?;
+        let s = rt.block_on(stage_data::cdn(opts, &sub(dir.path(), "s5")?, &mut metrics))?;
         report.rows.push(s.row.clone());
         report.cdn = Some(s);
     }
@@ -220,14 +241,18 @@ pub fn run(opts: &Options) -> Result<Report> {
         report.sessions = Some(s);
     }
     if opts.runs(7) {
-        let s = rt.block_on(stage_web::multi_dc(opts, &dir.sub("s7")?, &mut metrics))?;
+        let s = rt.block_on(stage_web::multi_dc(
+            opts,
+            &sub(dir.path(), "s7")?,
+            &mut metrics,
+        ))?;
         report.rows.push(s.row.clone());
         report.multi_dc = Some(s);
     }
     if opts.runs(8) {
         let s = rt.block_on(stage_queue::photo_queue(
             opts,
-            &dir.sub("s8")?,
+            &sub(dir.path(), "s8")?,
             &mut metrics,
         ))?;
         report.rows.push(s.row.clone());
@@ -239,7 +264,11 @@ pub fn run(opts: &Options) -> Result<Report> {
         dashboard_at = Some(report.rows.len());
     }
     if opts.runs(10) {
-        let s = rt.block_on(stage_shard::sharding(opts, &dir.sub("s10")?, &mut metrics))?;
+        let s = rt.block_on(stage_shard::sharding(
+            opts,
+            &sub(dir.path(), "s10")?,
+            &mut metrics,
+        ))?;
         report.rows.push(s.row.clone());
         report.sharding = Some(s);
     }
@@ -256,39 +285,17 @@ pub fn run(opts: &Options) -> Result<Report> {
 // ---------------------------------------------------------------------------------------------
 // Shared helpers: temp dirs, the deterministic workload, load phases, latency statistics.
 
-/// A temporary directory removed on drop: one database file per node lives in it.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "tierkit-zero-to-millions-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir(path))
-    }
-
-    fn sub(&self, name: &str) -> Result<PathBuf> {
-        let p = self.0.join(name);
-        std::fs::create_dir_all(&p)?;
-        Ok(p)
-    }
+/// A fresh subdirectory of the run's temporary directory (one per stage).
+fn sub(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// SplitMix64: the deterministic source of every simulated decision.
+/// The deterministic source of every simulated decision: tierkit-core's SplitMix64, seeded per
+/// stream so that each user of each stage draws its own reproducible sequence.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator for one stream, e.g. `(seed, stage, user)`.
@@ -298,23 +305,22 @@ impl Rng {
         for &x in stream {
             s = mix(s ^ x.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         }
-        Rng(s)
+        Rng(SplitMix64::new(s))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+        self.0.below(n.max(1))
     }
 
     /// True with probability `p`.
@@ -323,43 +329,27 @@ impl Rng {
     }
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Zipf-distributed ids `0..n` (exponent `s`), by inverse CDF: popular profiles are read far
-/// more often than the long tail, as on every social site.
+/// Zipf-distributed ids `0..n` (exponent `s`): popular profiles are read far more often than the
+/// long tail, as on every social site. Ranks come from testkit's sampler and are scattered over
+/// ids by a fixed permutation so that popularity is not `id` order (which would favour one
+/// `id % 4` shard).
 #[derive(Debug)]
 pub struct Zipf {
-    cdf: Vec<f64>,
+    ranks: tierkit_testkit::Zipf,
 }
 
 impl Zipf {
     /// Ranks `0..n`, exponent `s`.
     #[must_use]
     pub fn new(n: u64, s: f64) -> Self {
-        let mut cdf = Vec::with_capacity(n as usize);
-        let mut acc = 0.0;
-        for k in 1..=n {
-            acc += 1.0 / (k as f64).powf(s);
-            cdf.push(acc);
+        Zipf {
+            ranks: tierkit_testkit::Zipf::new(n as usize, s),
         }
-        for c in &mut cdf {
-            *c /= acc;
-        }
-        Zipf { cdf }
     }
 
-    /// A rank; rank 0 is the most popular. Ranks are scattered over ids by a fixed permutation
-    /// so that popularity is not `id` order (which would favour one `id % 4` shard).
+    /// An id; the id of rank 0 is the most popular.
     pub fn sample(&self, rng: &mut Rng) -> u64 {
-        let u = rng.next_f64();
-        let rank = self.cdf.partition_point(|&c| c < u) as u64;
-        let n = self.cdf.len() as u64;
-        // A bijection on 0..n: multiply by an odd constant coprime with n, modulo n.
-        scatter(rank.min(n - 1), n)
+        scatter(self.ranks.sample(&mut rng.0), self.ranks.len() as u64)
     }
 }
 
@@ -487,47 +477,59 @@ impl Load {
     }
 }
 
-/// What users measured: latencies and failures. Merged over the user tasks.
-#[derive(Debug, Default, Clone)]
+/// What users measured: latencies (an HDR histogram, microseconds, 3 significant digits) and
+/// failures. Merged over the user tasks.
+#[derive(Debug, Clone)]
 pub struct Tally {
     /// Request latencies, microseconds.
-    pub lat_us: Vec<u32>,
+    pub lat_us: Histogram<u64>,
     /// Requests that failed as the user saw them.
     pub errors: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            // Auto-resizing, so no latency is ever out of range.
+            lat_us: Histogram::new(3).expect("invariant: 3 significant digits is valid"),
+            errors: 0,
+        }
+    }
 }
 
 impl Tally {
     /// Records one request that started at `t0`.
     pub fn record(&mut self, t0: Instant) {
-        let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        self.lat_us.push(us);
+        let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.lat_us.saturating_record(us);
+    }
+
+    /// Requests recorded.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.lat_us.len()
     }
 
     /// Adds another tally.
     pub fn merge(&mut self, other: Tally) {
-        self.lat_us.extend(other.lat_us);
+        // Both histograms auto-resize, so adding cannot go out of range.
+        let _ = self.lat_us.add(&other.lat_us);
         self.errors += other.errors;
     }
 
-    /// (p50, p99) of the recorded latencies.
+    /// (p50, p99) of the recorded latencies (zero when nothing was recorded).
     #[must_use]
     pub fn percentiles(&self) -> (Duration, Duration) {
-        let mut v = self.lat_us.clone();
-        v.sort_unstable();
-        let q = |p: f64| {
-            if v.is_empty() {
-                Duration::ZERO
-            } else {
-                let i = ((v.len() - 1) as f64 * p).round() as usize;
-                Duration::from_micros(u64::from(v[i]))
-            }
-        };
+        if self.lat_us.is_empty() {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        let q = |p: f64| Duration::from_micros(self.lat_us.value_at_quantile(p));
         (q(0.50), q(0.99))
     }
 
     /// Fills a row's request count, throughput and percentiles from this tally.
     pub fn fill(&self, row: &mut Row, elapsed: Duration) {
-        row.requests = self.lat_us.len() as u64;
+        row.requests = self.count();
         row.elapsed = elapsed;
         row.throughput = row.requests as f64 / elapsed.as_secs_f64().max(1e-9);
         (row.p50, row.p99) = self.percentiles();

@@ -1,5 +1,5 @@
 //! Presentation: the summary table, the stage 9 dashboard, and the self-contained HTML report
-//! (hand-written inline SVG, no dependencies).
+//! (inline SVG with labelled axes, no dependencies).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -156,78 +156,211 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A horizontal bar chart: one bar per (label, value).
-fn bars(title: &str, unit: &str, data: &[(String, f64)], color: &str) -> String {
-    let w = 640.0;
-    let bar_h = 22.0;
-    let left = 170.0;
-    let h = 40.0 + bar_h * data.len() as f64;
-    let max = data.iter().map(|(_, v)| *v).fold(0.0, f64::max).max(1e-9);
+/// How a bar chart maps values to lengths.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scale {
+    /// From 0 to the largest value.
+    Linear,
+    /// Powers of ten, for values that span orders of magnitude (a CDN next to a queue).
+    Log,
+}
+
+/// "Nice" tick values for an axis from 0 (linear) or the decade below the smallest value (log)
+/// to at least `max`.
+fn ticks(scale: Scale, min: f64, max: f64) -> Vec<f64> {
+    match scale {
+        Scale::Linear => {
+            let raw = max / 4.0;
+            let mag = 10f64.powf(raw.log10().floor());
+            let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+                .iter()
+                .map(|m| m * mag)
+                .find(|s| *s >= raw)
+                .unwrap_or(10.0 * mag);
+            (0..=((max / step).ceil() as usize))
+                .map(|i| i as f64 * step)
+                .collect()
+        }
+        Scale::Log => {
+            let lo = min.max(1e-9).log10().floor() as i32;
+            let hi = max.max(1e-9).log10().ceil().max(f64::from(lo + 1)) as i32;
+            (lo..=hi).map(|e| 10f64.powi(e)).collect()
+        }
+    }
+}
+
+/// A short number: 1234 -> `1.2k`, 2500000 -> `2.5M`, 0.5 -> `0.5`.
+fn short(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{}M", trim(x / 1e6))
+    } else if x >= 1e3 {
+        format!("{}k", trim(x / 1e3))
+    } else {
+        trim(x)
+    }
+}
+
+/// At most one decimal at or above 1, three significant digits below (0.005, 0.12), no
+/// trailing zeros.
+fn trim(x: f64) -> String {
+    let s = if x >= 1.0 || x == 0.0 {
+        format!("{x:.1}")
+    } else {
+        let decimals = (2 - x.log10().floor() as i32).clamp(1, 9) as usize;
+        format!("{x:.decimals$}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A horizontal bar chart with a labelled value axis. A `None` value is a row with nothing to
+/// measure (drawn as an empty row with a note, never as a zero-length bar).
+fn bars(
+    title: &str,
+    axis: &str,
+    data: &[(String, Option<f64>)],
+    color: &str,
+    scale: Scale,
+) -> String {
+    let (w, bar_h, left, right) = (720.0, 24.0, 190.0, 80.0);
+    let plot_w = w - left - right;
+    let top = 30.0;
+    let h = top + bar_h * data.len() as f64 + 44.0;
+    let values: Vec<f64> = data
+        .iter()
+        .filter_map(|(_, v)| *v)
+        .filter(|v| *v > 0.0)
+        .collect();
+    let max = values.iter().copied().fold(0.0, f64::max).max(1e-9);
+    let min = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(max);
+    let ticks = ticks(scale, min, max);
+    let (t0, t1) = (ticks[0], *ticks.last().unwrap_or(&max));
+    let pos = |v: f64| match scale {
+        Scale::Linear => plot_w * v / t1.max(1e-9),
+        Scale::Log => {
+            let (a, b) = (t0.log10(), t1.log10());
+            plot_w * ((v.max(t0).log10() - a) / (b - a).max(1e-9))
+        }
+    };
+    let base = top + bar_h * data.len() as f64;
     let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><text x="4" y="16" font-weight="bold">{}</text>"#,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><text x="4" y="16" font-weight="bold">{}</text>"##,
         esc(title)
     );
-    for (i, (label, v)) in data.iter().enumerate() {
-        let y = 28.0 + bar_h * i as f64;
-        let len = (w - left - 90.0) * v / max;
+    for t in &ticks {
+        let x = left + pos(*t);
         let _ = write!(
             s,
-            r#"<text x="{x}" y="{ty}" text-anchor="end">{l}</text><rect x="{left}" y="{y}" width="{len:.1}" height="{bh}" fill="{color}"/><text x="{vx:.1}" y="{ty}">{val} {unit}</text>"#,
-            x = left - 6.0,
-            ty = y + 14.0,
-            l = esc(label),
-            bh = bar_h - 6.0,
-            vx = left + len + 4.0,
-            val = if *v >= 100.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.2}")
-            },
+            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{base}" stroke="#e4e4e4"/><text x="{x:.1}" y="{ty}" text-anchor="middle" fill="#555">{}</text>"##,
+            short(*t),
+            ty = base + 14.0,
         );
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{left}" y1="{base}" x2="{r}" y2="{base}" stroke="#777"/><line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#777"/><text x="{cx}" y="{ay}" text-anchor="middle" fill="#333">{}{}</text>"##,
+        esc(axis),
+        if scale == Scale::Log {
+            " (log scale)"
+        } else {
+            ""
+        },
+        r = left + plot_w,
+        cx = left + plot_w / 2.0,
+        ay = base + 32.0,
+    );
+    for (i, (label, v)) in data.iter().enumerate() {
+        let y = top + bar_h * i as f64 + 4.0;
+        let ty = y + 13.0;
+        let _ = write!(
+            s,
+            r#"<text x="{x}" y="{ty}" text-anchor="end">{l}</text>"#,
+            x = left - 6.0,
+            l = esc(label),
+        );
+        match v {
+            Some(v) => {
+                let len = pos(*v).max(1.0);
+                let _ = write!(
+                    s,
+                    r##"<rect x="{left}" y="{y}" width="{len:.1}" height="{bh}" fill="{color}"/><text x="{vx:.1}" y="{ty}" fill="#222">{val}</text>"##,
+                    bh = bar_h - 8.0,
+                    vx = left + len + 4.0,
+                    val = short(*v),
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    r##"<text x="{x}" y="{ty}" fill="#999" font-style="italic">no requests in this stage</text>"##,
+                    x = left + 6.0,
+                );
+            }
+        }
     }
     s.push_str("</svg>");
     s
 }
 
-/// A line chart of (x, y) series on shared axes.
-/// One line of a chart: name, color, points.
-type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
-
-fn lines(title: &str, series: &[Series<'_>], x_unit: &str) -> String {
-    let (w, h, pad) = (640.0, 220.0, 36.0);
-    let xmax = series
-        .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|(x, _)| *x))
-        .fold(0.0, f64::max)
-        .max(1e-9);
+/// A line chart of one series over time, with labelled axes.
+fn line(title: &str, y_axis: &str, x_axis: &str, pts: &[(f64, f64)], color: &str) -> String {
+    let (w, h, left, bottom, top) = (720.0, 200.0, 60.0, 44.0, 28.0);
+    let plot_w = w - left - 20.0;
+    let plot_h = h - top - bottom;
+    let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
+    let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+    let xt = ticks(Scale::Linear, 0.0, xmax);
+    let yt = ticks(Scale::Linear, 0.0, ymax);
+    let (xr, yr) = (*xt.last().unwrap_or(&xmax), *yt.last().unwrap_or(&ymax));
+    let px = |x: f64| left + plot_w * x / xr.max(1e-9);
+    let py = |y: f64| top + plot_h - plot_h * y / yr.max(1e-9);
     let mut s = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><text x="4" y="16" font-weight="bold">{}</text><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><text x="{r}" y="{t}" text-anchor="end">{xmax:.0} {x_unit}</text>"##,
-        esc(title),
-        b = h - pad,
-        r = w - 10.0,
-        t = h - 18.0,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><text x="4" y="16" font-weight="bold">{}</text>"##,
+        esc(title)
     );
-    for (k, (name, color, pts)) in series.iter().enumerate() {
-        let ymax = pts.iter().map(|(_, y)| *y).fold(0.0, f64::max).max(1e-9);
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(x, y)| {
-                format!(
-                    "{:.1},{:.1}",
-                    pad + (w - pad - 10.0) * x / xmax,
-                    h - pad - (h - pad - 30.0) * y / ymax
-                )
-            })
-            .collect();
+    for t in &yt {
         let _ = write!(
             s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/><text x="{lx}" y="{ly}" fill="{color}">{} (max {ymax:.0})</text>"#,
-            path.join(" "),
-            esc(name),
-            lx = pad + 10.0 + 200.0 * k as f64,
-            ly = 32.0,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#eee"/><text x="{lx}" y="{ty:.1}" text-anchor="end" fill="#555">{}</text>"##,
+            short(*t),
+            y = py(*t),
+            r = left + plot_w,
+            lx = left - 6.0,
+            ty = py(*t) + 4.0,
         );
     }
+    for t in &xt {
+        let _ = write!(
+            s,
+            r##"<text x="{x:.1}" y="{ty}" text-anchor="middle" fill="#555">{}</text>"##,
+            short(*t),
+            x = px(*t),
+            ty = top + plot_h + 14.0,
+        );
+    }
+    let path: Vec<String> = pts
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+        .collect();
+    let _ = write!(
+        s,
+        r##"<line x1="{left}" y1="{b}" x2="{r}" y2="{b}" stroke="#777"/><line x1="{left}" y1="{top}" x2="{left}" y2="{b}" stroke="#777"/><polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/><text x="{cx}" y="{xl}" text-anchor="middle" fill="#333">{}</text><text transform="translate(14 {cy}) rotate(-90)" text-anchor="middle" fill="#333">{}</text>"##,
+        path.join(" "),
+        esc(x_axis),
+        esc(y_axis),
+        b = top + plot_h,
+        r = left + plot_w,
+        cx = left + plot_w / 2.0,
+        xl = h - 8.0,
+        cy = top + plot_h / 2.0,
+    );
     s.push_str("</svg>");
     s
 }
@@ -237,81 +370,85 @@ fn lines(title: &str, series: &[Series<'_>], x_unit: &str) -> String {
 pub fn html(report: &Report) -> String {
     let mut body = String::new();
     let label = |r: &Row| format!("{}. {}", r.stage, r.name);
-    let with_load: Vec<&Row> = report.rows.iter().filter(|r| r.requests > 0).collect();
+    let load = |r: &Row, v: f64| (label(r), (r.requests > 0).then_some(v));
     let charts = [
         bars(
             "Throughput per stage",
-            "req/s",
-            &with_load
+            "requests per second",
+            &report
+                .rows
                 .iter()
-                .map(|r| (label(r), r.throughput))
+                .map(|r| load(r, r.throughput))
                 .collect::<Vec<_>>(),
             "#3a7bd5",
+            Scale::Log,
         ),
         bars(
             "p99 latency per stage",
-            "ms",
-            &with_load
+            "milliseconds",
+            &report
+                .rows
                 .iter()
-                .map(|r| (label(r), r.p99.as_secs_f64() * 1000.0))
+                .map(|r| load(r, r.p99.as_secs_f64() * 1000.0))
                 .collect::<Vec<_>>(),
             "#e07a2f",
+            Scale::Log,
         ),
         bars(
-            "Busiest database node",
-            "q/s",
-            &with_load
+            "Busiest database node per stage",
+            "queries per second",
+            &report
+                .rows
                 .iter()
                 .filter(|r| !r.db_qps.is_empty())
                 .map(|r| {
                     (
                         label(r),
-                        r.db_qps.iter().map(|(_, q)| *q).fold(0.0, f64::max),
+                        Some(r.db_qps.iter().map(|(_, q)| *q).fold(0.0, f64::max)),
                     )
                 })
                 .collect::<Vec<_>>(),
             "#8e44ad",
+            Scale::Linear,
         ),
     ];
     for c in charts {
         let _ = write!(body, "<div>{c}</div>");
     }
     if let Some(c) = &report.cache {
-        let data: Vec<(String, f64)> = c
+        // The hit ratio is also the share of database reads the cache removes: one chart.
+        let data: Vec<(String, Option<f64>)> = c
             .runs
             .iter()
-            .map(|r| (format!("{} hit ratio", r.policy), r.hit_ratio * 100.0))
-            .chain(
-                c.runs
-                    .iter()
-                    .map(|r| (format!("{} DB reads cut", r.policy), r.db_read_cut * 100.0)),
-            )
+            .map(|r| (r.policy.to_string(), Some(r.hit_ratio * 100.0)))
             .collect();
         let _ = write!(
             body,
             "<div>{}</div>",
             bars(
-                "Stage 4: cache policies on the same load",
-                "%",
+                "Stage 4: hit ratio of each cache policy on the same load (= database reads removed)",
+                "hit ratio, %",
                 &data,
-                "#27ae60"
+                "#27ae60",
+                Scale::Linear,
             )
         );
     }
     if let Some(b) = &report.balanced {
-        let data: Vec<(String, f64)> = b
+        let data: Vec<(String, Option<f64>)> = b
             .per_server
             .iter()
-            .map(|(id, n)| (format!("server {id}"), *n as f64))
+            .map(|(id, n)| (format!("server {id}"), Some(*n as f64)))
             .collect();
         let _ = write!(
             body,
             "<div>{}</div>",
             bars(
                 "Stage 2: requests per web server (2 killed, 5 added)",
-                "req",
+                "requests served",
                 &data,
-                "#3a7bd5"
+                "#3a7bd5",
+                Scale::Linear,
             )
         );
     }
@@ -328,36 +465,43 @@ pub fn html(report: &Report) -> String {
             .collect();
         let _ = write!(
             body,
-            "<div>{}</div>",
-            lines(
-                "Stage 8: queue depth and workers over time",
-                &[
-                    ("queue depth", "#c0392b", depth),
-                    ("workers", "#2980b9", workers)
-                ],
-                "ms"
+            "<div>{}</div><div>{}</div>",
+            line(
+                "Stage 8: queue depth over time",
+                "messages waiting",
+                "milliseconds since the stage started",
+                &depth,
+                "#c0392b",
+            ),
+            line(
+                "Stage 8: workers over time",
+                "workers",
+                "milliseconds since the stage started",
+                &workers,
+                "#2980b9",
             )
         );
     }
     if let Some(s) = &report.sharding {
-        let data: Vec<(String, f64)> = s
+        let data: Vec<(String, Option<f64>)> = s
             .load_before_pin
             .iter()
-            .map(|(id, n)| (format!("before pin: shard {id}"), *n as f64))
+            .map(|(id, n)| (format!("before pin: shard {id}"), Some(*n as f64)))
             .chain(
                 s.load_after_pin
                     .iter()
-                    .map(|(id, n)| (format!("after pin: shard {id}"), *n as f64)),
+                    .map(|(id, n)| (format!("after pin: shard {id}"), Some(*n as f64))),
             )
             .collect();
         let _ = write!(
             body,
             "<div>{}</div>",
             bars(
-                "Stage 10: queries per shard (shard 9 = the celebrity's)",
-                "q",
+                "Stage 10: queries per shard, before and after the celebrity is pinned to its own shard 9",
+                "queries",
                 &data,
-                "#16a085"
+                "#16a085",
+                Scale::Linear,
             )
         );
     }
@@ -380,8 +524,16 @@ pub fn html(report: &Report) -> String {
             } else {
                 rate(r.throughput)
             },
-            dur(r.p50),
-            dur(r.p99),
+            if r.requests == 0 {
+                "-".into()
+            } else {
+                dur(r.p50)
+            },
+            if r.requests == 0 {
+                "-".into()
+            } else {
+                dur(r.p99)
+            },
             esc(&r
                 .db_qps
                 .iter()

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tierkit::cache::{CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, MockClock};
+use tierkit::cache::{CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, ManualClock};
 use tierkit::lb::{Balancer, LeastLatency, RoundRobin};
 use tierkit::mq::{Consumer, Durability, Message, Queue};
 use tierkit::replication::{
@@ -423,7 +423,13 @@ impl Cluster {
                 next,
             ))
         };
-        let promotion = match self.set.check_failover() {
+        // The in-process "engine" takes writes on the candidate at once: finish the promotion
+        // right away (a real database would run its promotion hook first).
+        let promotion = match self
+            .set
+            .check_failover()
+            .and_then(|p| p.map(|p| self.set.complete_promotion(&p, None)).transpose())
+        {
             Ok(Some(p)) => p,
             _ => {
                 for id in followers {
@@ -793,7 +799,7 @@ where
         reads: out.reads,
         db_reads,
         db_read_cut: 1.0 - ratio(db_reads, out.reads),
-        throughput: out.tally.lat_us.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        throughput: out.tally.count() as f64 / elapsed.as_secs_f64().max(1e-9),
         p50,
         p99,
     };
@@ -940,7 +946,7 @@ pub async fn cdn(opts: &Options, dir: &std::path::Path, metrics: &mut Vec<Metric
         }
         tx.commit()?;
     }
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let ttl = Duration::from_secs(60);
     // Simulated time: the load spans four TTLs, whatever its size.
     let tick = ttl * 4 / u32::try_from(opts.requests.max(1)).unwrap_or(u32::MAX);
@@ -1068,7 +1074,7 @@ pub async fn cdn(opts: &Options, dir: &std::path::Path, metrics: &mut Vec<Metric
         stats.merge(&e.stats());
     }
     let origin_requests = origin.queries();
-    let requests = tally.lat_us.len() as u64;
+    let requests = tally.count() as u64;
     let mut row = Row {
         stage: 5,
         name: "CDN".into(),

@@ -281,7 +281,7 @@ impl<P: Policy<Endpoint>> Pool<P> {
         for _ in 0..3 {
             let mut ctx = Context::new().exclude(&tried);
             if let Some(k) = key {
-                ctx = ctx.hash(self.lb.hash_key(&k));
+                ctx = ctx.with_hash(self.lb.hash_key(&k));
             }
             let lease = match self.lb.pick(&ctx) {
                 Ok(l) => l,

@@ -12,6 +12,7 @@ use crate::{Balancer, Error, Member, Policy, Result};
 
 /// Is this backend serving? Implement it for your protocol (an HTTP `GET /healthz`, a SQL
 /// `SELECT 1`); [`TcpConnect`] is provided.
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub trait HealthCheck<B>: Send + Sync + 'static {
     /// Checks one backend; `true` means healthy. A check that outlives the configured timeout
     /// counts as failed.
@@ -31,6 +32,7 @@ pub trait HealthCheck<B>: Send + Sync + 'static {
 /// # let _ = check;
 /// ```
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct TcpConnect<F> {
     address: F,
 }
@@ -66,6 +68,7 @@ where
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[must_use]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct CheckConfig {
     interval: Duration,
     timeout: Duration,
@@ -131,31 +134,45 @@ where
     ///
     /// # Panics
     /// Outside a tokio runtime (as `tokio::spawn` does).
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn spawn_health_checks<C: HealthCheck<B>>(
         self: &Arc<Self>,
         check: C,
         config: CheckConfig,
     ) -> Result<tokio::task::JoinHandle<()>> {
-        if config.interval.is_zero() || config.timeout.is_zero() {
-            return Err(Error::InvalidConfig {
-                name: "CheckConfig",
-                reason: "interval and timeout must be > 0",
-            });
+        if config.interval.is_zero() {
+            return Err(Error::invalid("interval", "0 s", "must be > 0"));
+        }
+        if config.timeout.is_zero() {
+            return Err(Error::invalid("timeout", "0 s", "must be > 0"));
         }
         let weak = Arc::downgrade(self);
         let check = Arc::new(check);
         Ok(tokio::spawn(run_checks(weak, check, config)))
     }
 
-    /// Runs one round of checks now, concurrently, and applies the results.
-    pub async fn check_now<C: HealthCheck<B>>(&self, check: &C, config: &CheckConfig) {
+    /// Runs one round of checks now, concurrently (one task per backend on a
+    /// [`JoinSet`](tokio::task::JoinSet)), and applies the results.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn check_now<C: HealthCheck<B>>(&self, check: &Arc<C>, config: &CheckConfig) {
         let members = self.members();
-        let results = futures_join(members.iter().map(|m| async {
-            tokio::time::timeout(config.timeout, check.check(m.value()))
-                .await
-                .unwrap_or(false)
-        }))
-        .await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, m) in members.iter().enumerate() {
+            let (check, m, timeout) = (Arc::clone(check), m.clone(), config.timeout);
+            tasks.spawn(async move {
+                let ok = tokio::time::timeout(timeout, check.check(m.value()))
+                    .await
+                    .unwrap_or(false);
+                (i, ok)
+            });
+        }
+        let mut results = vec![false; members.len()];
+        while let Some(done) = tasks.join_next().await {
+            // A check that panicked counts as failed.
+            if let Ok((i, ok)) = done {
+                results[i] = ok;
+            }
+        }
         let mut changed = false;
         for (m, ok) in members.iter().zip(results) {
             changed |= self.record_check(m, ok, config);
@@ -197,7 +214,7 @@ where
     loop {
         {
             let Some(lb) = weak.upgrade() else { return };
-            lb.check_now(check.as_ref(), &config).await;
+            lb.check_now(&check, &config).await;
         }
         // Jitter: the interval times a factor in [1 - j, 1 + j].
         #[allow(clippy::cast_precision_loss)]
@@ -205,28 +222,4 @@ where
         let factor = 1.0 + config.jitter * (2.0 * unit - 1.0);
         tokio::time::sleep(config.interval.mul_f64(factor)).await;
     }
-}
-
-/// Awaits every future concurrently (a tiny `join_all`, to avoid a dependency).
-async fn futures_join<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }

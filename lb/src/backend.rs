@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::health::Control;
-use crate::shared::{Member, RefCounts};
+use crate::control::Control;
+pub(crate) use crate::eject::{HEALTH_EJECTED, HEALTH_HEALTHY, HEALTH_UNHEALTHY};
+use crate::refcount::RefCounts;
+use crate::shared::Member;
+use crate::sync;
 
 /// A backend's stable identity. State (in-flight count, latency, failures) is keyed by it and
 /// survives every membership change; ids must be unique within a balancer.
@@ -45,7 +48,7 @@ impl From<u64> for BackendId {
 /// use tierkit_lb::{Backend, BackendId};
 ///
 /// let b = Backend::new(BackendId(7), "10.0.0.7:8080").weight(3).zone("us-east").meta("rack", "r2");
-/// assert_eq!(b.weight_value(), 3);
+/// assert_eq!(b.configured_weight(), 3);
 /// ```
 #[derive(Clone)]
 #[must_use]
@@ -87,9 +90,27 @@ impl<B> Backend<B> {
         self
     }
 
-    /// The configured weight.
+    /// Its id.
     #[must_use]
-    pub fn weight_value(&self) -> u32 {
+    pub fn id(&self) -> BackendId {
+        self.id
+    }
+
+    /// The user's value.
+    #[must_use]
+    pub fn value(&self) -> &B {
+        &self.value
+    }
+
+    /// The user's value, by value.
+    #[must_use]
+    pub fn into_value(self) -> B {
+        self.value
+    }
+
+    /// The configured weight (`weight` is its setter).
+    #[must_use]
+    pub fn configured_weight(&self) -> u32 {
         self.weight
     }
 }
@@ -127,10 +148,6 @@ impl Health {
     }
 }
 
-pub(crate) const HEALTH_HEALTHY: u8 = 0;
-pub(crate) const HEALTH_UNHEALTHY: u8 = 1;
-pub(crate) const HEALTH_EJECTED: u8 = 2;
-
 /// Live counters of one backend. One cache-padded block per backend, so picks of different
 /// backends never contend on a cache line. `refs` (in flight, picks, draining and the reference
 /// counts) comes first: it is the only field a pick writes.
@@ -144,10 +161,11 @@ pub(crate) struct Counters {
     /// When `ewma_bits` was last updated (clock nanos).
     pub(crate) ewma_at: AtomicU64,
     pub(crate) consecutive_failures: AtomicU32,
-    pub(crate) health: AtomicU8,
+    /// `eject.rs`: healthy, unhealthy, ejected or being ejected.
+    pub(crate) health: sync::AtomicU8,
     pub(crate) ejections: AtomicU32,
     /// Clock nanos until which the backend stays ejected.
-    pub(crate) ejected_until: AtomicU64,
+    pub(crate) ejected_until: sync::AtomicU64,
     /// Clock nanos when the backend (re)entered service, for slow start; 0 = not ramping.
     pub(crate) ramp_from: AtomicU64,
     /// Active-check streaks: consecutive passes (rise) and fails (fall).
@@ -181,9 +199,9 @@ impl<B> Shared<B> {
                 ewma_bits: AtomicU64::new(0),
                 ewma_at: AtomicU64::new(0),
                 consecutive_failures: AtomicU32::new(0),
-                health: AtomicU8::new(health),
+                health: sync::AtomicU8::new(health),
                 ejections: AtomicU32::new(0),
-                ejected_until: AtomicU64::new(0),
+                ejected_until: sync::AtomicU64::new(0),
                 ramp_from: AtomicU64::new(ramp_from),
                 check_passes: AtomicU32::new(0),
                 check_fails: AtomicU32::new(0),

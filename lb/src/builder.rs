@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tierkit_consistent_hash::KeyHasher;
 
-use crate::health::Control;
+use crate::control::Control;
 use crate::{
     Backend, Balancer, Clock, Error, OutlierDetection, Policy, Result, SlowStart, SystemClock,
 };
@@ -39,6 +39,7 @@ pub struct BalancerBuilder<B, P> {
     panic_threshold: u8,
     hasher: KeyHasher,
     start_unhealthy: bool,
+    background_refresh: bool,
 }
 
 impl<B, P: Policy<B>> BalancerBuilder<B, P> {
@@ -46,7 +47,7 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
         Self {
             policy,
             backends: Vec::new(),
-            clock: Box::new(SystemClock::new()),
+            clock: Box::new(SystemClock),
             outlier: None,
             slow_start: None,
             decay: Duration::from_secs(10),
@@ -54,6 +55,7 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
             panic_threshold: 50,
             hasher: KeyHasher::DEFAULT,
             start_unhealthy: false,
+            background_refresh: true,
         }
     }
 
@@ -69,7 +71,8 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
         self
     }
 
-    /// Reads time from `clock` (tests and simulations: [`MockClock`](crate::MockClock)).
+    /// Reads time from `clock` (default [`SystemClock`]; tests and simulations:
+    /// [`ManualClock`](crate::ManualClock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Box::new(clock);
         self
@@ -114,6 +117,16 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
         self
     }
 
+    /// Whether time-driven changes (an ejection's end, slow-start steps) are published by the
+    /// process-wide background refresher thread (default `true`; only balancers with outlier
+    /// detection or slow start register with it). With `false`, they are published by
+    /// [`Balancer::refresh_if_stale`] / [`Balancer::refresh`] and by the next mutating call:
+    /// for simulations and tests that must be deterministic. Picks never publish either way.
+    pub fn background_refresh(mut self, on: bool) -> Self {
+        self.background_refresh = on;
+        self
+    }
+
     /// Backends start unhealthy until their first passing active health check.
     pub fn start_unhealthy(mut self, yes: bool) -> Self {
         self.start_unhealthy = yes;
@@ -123,14 +136,21 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
     /// Validates and builds.
     ///
     /// # Errors
-    /// [`Error::DuplicateId`] for two backends with one id, [`Error::InvalidConfig`] for a
-    /// panic threshold above 100, a zero latency decay or a zero slow-start window.
-    pub fn build(self) -> Result<Balancer<B, P>> {
+    /// [`Error::DuplicateId`] for two backends with one id, [`Error::InvalidConfig`] (naming the
+    /// setting and its value) for a panic threshold above 100, a zero latency decay, an
+    /// [`OutlierDetection`] with a zero failure threshold or an ejection cap above 100%, or a
+    /// [`SlowStart`] with a zero window, a `min_percent` outside 1..=100 or an aggression that is
+    /// not finite and positive.
+    pub fn build(self) -> Result<Balancer<B, P>>
+    where
+        B: Send + Sync + 'static,
+    {
         if self.panic_threshold > 100 {
-            return Err(Error::InvalidConfig {
-                name: "panic_threshold",
-                reason: "must be a percentage (0..=100)",
-            });
+            return Err(Error::invalid(
+                "panic_threshold",
+                self.panic_threshold,
+                "must be a percentage (0..=100)",
+            ));
         }
         let control = Control::new(
             self.clock,
@@ -145,6 +165,7 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
             self.hasher,
             self.panic_threshold,
             self.start_unhealthy,
+            self.background_refresh,
             self.backends,
         )
     }

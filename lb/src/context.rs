@@ -15,7 +15,7 @@ use crate::BackendId;
 /// use tierkit_lb::{BackendId, Context};
 ///
 /// let tried = [BackendId(3)];
-/// let ctx = Context::new().hash(0xfeed).exclude(&tried);
+/// let ctx = Context::new().with_hash(0xfeed).exclude(&tried);
 /// assert!(!ctx.allows(BackendId(3)));
 /// assert!(ctx.allows(BackendId(4)));
 /// ```
@@ -39,9 +39,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The request's key, already hashed (see [`Balancer::hash_key`](crate::Balancer::hash_key)).
+    /// This context with the request's key, already hashed (see
+    /// [`Balancer::hash_key`](crate::Balancer::hash_key)); read back by
+    /// [`key_hash`](Self::key_hash).
     #[must_use]
-    pub const fn hash(mut self, hash: u64) -> Self {
+    pub const fn with_hash(mut self, hash: u64) -> Self {
         self.hash = Some(hash);
         self
     }

@@ -81,27 +81,32 @@ impl<B> Drain<B> {
     }
 
     /// Blocks until complete or `timeout` passes; returns whether it completed.
+    /// `Duration::MAX` (or any timeout past the end of `Instant`'s range) waits without a
+    /// deadline.
     #[must_use]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = tierkit_core::deadline_after(Instant::now(), timeout);
         let mut guard = DRAINED.lock.lock();
         // Checked under the signal's lock, which the last lease takes after its decrement: its
         // wake-up cannot fall between a check and the wait.
         while !self.is_complete() {
             let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
+            let left = match deadline {
+                Some(d) if now >= d => return false,
+                Some(d) => d - now,
+                None => Duration::MAX,
+            };
             // Bounded slices all the same: `undrain` + `drain` in between would not signal.
             let _ = DRAINED
                 .cv
-                .wait_for(&mut guard, (deadline - now).min(Duration::from_millis(50)));
+                .wait_for(&mut guard, left.min(Duration::from_millis(50)));
         }
         true
     }
 
     /// Completes when the last lease drops (cancellation-safe).
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn wait(&self) {
         loop {
             // Registered before the check: a signal after the check wakes this future.

@@ -59,10 +59,12 @@ pub enum Error {
     #[error("unknown backend id {0}")]
     UnknownBackend(BackendId),
     /// A configuration value was out of range.
-    #[error("invalid {name}: {reason}")]
+    #[error("invalid {name} {value}: {reason}")]
     InvalidConfig {
         /// The setting, named as its builder method.
         name: &'static str,
+        /// The value given, as text.
+        value: String,
         /// What was wrong with it.
         reason: &'static str,
     },
@@ -73,4 +75,90 @@ pub enum Error {
     /// The consistent-hash placement refused the membership (see its error).
     #[error("placement: {0}")]
     Placement(#[from] tierkit_consistent_hash::Error),
+}
+
+impl Error {
+    /// An [`Error::InvalidConfig`] for `name` set to `value`.
+    pub(crate) fn invalid(
+        name: &'static str,
+        value: impl fmt::Display,
+        reason: &'static str,
+    ) -> Self {
+        Self::InvalidConfig {
+            name,
+            value: value.to_string(),
+            reason,
+        }
+    }
+}
+
+/// A value handed back with the reason it was refused (for example the [`Backend`](crate::Backend) given to
+/// [`Balancer::add`](crate::Balancer::add) under an id already in use): failure loses nothing.
+///
+/// Converts into [`Error`] with `?` (dropping the value).
+///
+/// # Examples
+///
+/// ```
+/// use tierkit_lb::{Backend, Balancer, Error, RoundRobin};
+///
+/// let lb = Balancer::builder(RoundRobin::new()).backend(Backend::new(1, "a")).build()?;
+/// let refused = lb.add(Backend::new(1, "pool-b")).unwrap_err();
+/// assert!(matches!(refused.error(), Error::DuplicateId(_)));
+/// assert_eq!(*refused.into_inner().value(), "pool-b");
+/// # Ok::<(), tierkit_lb::Error>(())
+/// ```
+pub struct Rejected<T> {
+    error: Error,
+    value: T,
+}
+
+impl<T> Rejected<T> {
+    pub(crate) fn new(error: Error, value: T) -> Self {
+        Self { error, value }
+    }
+
+    /// Why it was refused.
+    #[must_use]
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The value handed back.
+    #[must_use]
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// The reason and the value.
+    #[must_use]
+    pub fn into_parts(self) -> (Error, T) {
+        (self.error, self.value)
+    }
+}
+
+impl<T> fmt::Debug for Rejected<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for Rejected<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for Rejected<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<Rejected<T>> for Error {
+    fn from(r: Rejected<T>) -> Self {
+        r.error
+    }
 }

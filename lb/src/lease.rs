@@ -5,7 +5,8 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use crate::BackendId;
-use crate::shared::{LeaseRef, Member, Refused};
+use crate::refcount::Refused;
+use crate::shared::{LeaseRef, Member};
 
 /// A picked backend, counted as one request in flight until the lease is dropped.
 ///

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::balancer::WEIGHT_SCALE;
+use crate::snapshot::WEIGHT_SCALE;
 use crate::{BackendId, Balancer, Health, Policy};
 
 /// One backend's counters and state.

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::Ordering;
 
-use crate::health::Control;
+use crate::control::Control;
 use crate::{BackendId, Context, Member};
 
 /// The backends a policy chooses from: the snapshot's eligible members (healthy, not draining,
@@ -15,6 +15,7 @@ use crate::{BackendId, Context, Member};
 pub struct View<'a, B> {
     pub(crate) eligible: &'a [Member<B>],
     pub(crate) weights: &'a [u32],
+    pub(crate) full: &'a [u32],
     pub(crate) all: &'a [Member<B>],
     pub(crate) control: &'a Control,
     /// The picking thread's own rotation position for this balancer, when it has one.
@@ -33,12 +34,14 @@ impl<'a, B> View<'a, B> {
     pub(crate) fn new(
         eligible: &'a [Member<B>],
         weights: &'a [u32],
+        full: &'a [u32],
         all: &'a [Member<B>],
         control: &'a Control,
     ) -> Self {
         Self {
             eligible,
             weights,
+            full,
             all,
             control,
             cursor: None,
@@ -54,10 +57,16 @@ impl<'a, B> View<'a, B> {
 
     /// A view of a sub-pool (composite policies), keeping the pool and the thread's cursor.
     #[inline]
-    pub(crate) fn sub(&self, eligible: &'a [Member<B>], weights: &'a [u32]) -> Self {
+    pub(crate) fn sub(
+        &self,
+        eligible: &'a [Member<B>],
+        weights: &'a [u32],
+        full: &'a [u32],
+    ) -> Self {
         Self {
             eligible,
             weights,
+            full,
             ..*self
         }
     }
@@ -144,6 +153,21 @@ impl<'a, B> View<'a, B> {
     #[must_use]
     pub fn weights(&self) -> &'a [u32] {
         self.weights
+    }
+
+    /// The configured weight of the backend at `i`, on the same scale as
+    /// [`weight`](Self::weight) but without slow start: what a placement that must not move
+    /// keys during a ramp (consistent hashing) uses.
+    #[inline]
+    #[must_use]
+    pub fn configured_weight(&self, i: usize) -> u32 {
+        self.full[i]
+    }
+
+    /// All configured weights, parallel to the eligible list.
+    #[must_use]
+    pub fn configured_weights(&self) -> &'a [u32] {
+        self.full
     }
 
     /// Requests in flight at the backend at `i`.

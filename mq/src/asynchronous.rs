@@ -1,15 +1,16 @@
-//! The async (tokio) API.
+//! The async (tokio) API: `recv` woken by sends, acknowledgements and sends on tokio's
+//! blocking pool so an fsync never stalls a runtime thread.
 
 use std::time::Duration;
 
-use crate::queue::Sleeper;
+use crate::topic::Sleeper;
 use crate::{Consumer, Delivery, Error, Message, Producer, Result};
-
-/// How often a waiting `recv` re-checks timers (delays, visibility timeouts) without a send.
-const TIMER_POLL: Duration = Duration::from_millis(10);
 
 impl Consumer {
     /// Waits for the next ready message.
+    ///
+    /// Woken by the send that makes a message visible (no polling), or when the group's next
+    /// timer (a nack delay, a visibility timeout, a not-before time) comes due.
     ///
     /// Cancellation-safe: if the future is dropped, no message was taken (a delivery exists
     /// only once this returns it).
@@ -22,25 +23,68 @@ impl Consumer {
     /// let consumer = queue.consumer("jobs", "workers")?;
     /// queue.producer("jobs")?.send_async(Message::new("job")).await?;
     /// let job = consumer.recv().await?;
-    /// consumer.ack(&job)?;
+    /// consumer.ack_async(&job).await?;
     /// # Ok::<(), tierkit_mq::Error>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     /// As [`Consumer::try_recv`].
+    ///
+    /// # Panics
+    /// When a timer is pending and the runtime was built without its time driver
+    /// (`enable_time`), as every `tokio::time` function does.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn recv(&self) -> Result<Delivery> {
         let _sleeper = Sleeper::new(&self.topic);
         loop {
             let notified = self.topic.async_wake.notified();
             tokio::pin!(notified);
+            // Registered before looking, so a send between the look and the wait wakes us.
             notified.as_mut().enable();
             if let Some(d) = self.try_recv()? {
                 return Ok(d);
             }
-            // Woken by a send, or after the poll interval to re-check timers.
-            let _ = tokio::time::timeout(TIMER_POLL, notified).await;
+            match self.next_timer() {
+                Some(due) => {
+                    let _ = tokio::time::timeout(due, notified).await;
+                }
+                None => notified.await,
+            }
         }
+    }
+
+    /// [`Consumer::ack`] on tokio's blocking pool: the journal's fsync never blocks a runtime
+    /// thread, and concurrent `ack_async` calls of a group share one fsync.
+    ///
+    /// If the future is dropped after it started, the ack may still be recorded.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack`]; [`Error::Io`] if the blocking task could not run.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn ack_async(&self, delivery: &Delivery) -> Result<()> {
+        let (c, d) = (self.clone(), delivery.clone());
+        blocking(move || c.ack(&d)).await
+    }
+
+    /// [`Consumer::ack_batch`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack_batch`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn ack_batch_async(&self, deliveries: Vec<Delivery>) -> Result<()> {
+        let c = self.clone();
+        blocking(move || c.ack_batch(&deliveries)).await
+    }
+
+    /// [`Consumer::nack`] on tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`Consumer::nack`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn nack_async(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
+        let (c, d) = (self.clone(), delivery.clone());
+        blocking(move || c.nack(&d, delay)).await
     }
 }
 
@@ -51,28 +95,28 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::send`]; [`Error::Io`] if the blocking task could not run.
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn send_async(&self, message: Message) -> Result<u64> {
         let p = self.clone();
-        tokio::task::spawn_blocking(move || p.send(message))
-            .await
-            .map_err(join_error)?
+        blocking(move || p.send(message)).await
     }
 
     /// [`Producer::send_batch`] on tokio's blocking pool.
     ///
     /// # Errors
     /// As [`Producer::send_batch`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn send_batch_async(&self, messages: Vec<Message>) -> Result<u64> {
         let p = self.clone();
-        tokio::task::spawn_blocking(move || p.send_batch(&messages))
-            .await
-            .map_err(join_error)?
+        blocking(move || p.send_batch(&messages)).await
     }
 }
 
-fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::Io {
-        op: "blocking send task",
-        source: std::io::Error::other(e.to_string()),
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io {
+            op: "blocking task",
+            source: std::io::Error::other(e.to_string()),
+        })?
 }

@@ -4,9 +4,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock, duration_ms};
+use tierkit_core::{Clock, SystemClock};
+
+use crate::sim::SimDir;
 use crate::storage::{StdDir, StorageDir};
-use crate::{Durability, Error, Queue, Result, SimDir};
+use crate::{Durability, Error, Queue, Result};
+
+/// Whole milliseconds of `d`, saturating.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The shortest `Durability::Interval` accepted: an fsync takes 0.1 to 10 ms on real disks, so a
+/// shorter period only queues fsyncs behind each other.
+const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Validated queue settings.
 #[derive(Debug, Clone)]
@@ -29,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) retention_age_ms: Option<u64>,
     /// How long a send waits for space when the disk quota is reached (`None`: fail at once).
     pub(crate) quota_wait: Option<Duration>,
+    /// Inspect only: nothing is written, created, cut or deleted.
+    pub(crate) read_only: bool,
 }
 
 /// Builds a [`Queue`].
@@ -69,6 +82,7 @@ impl Default for QueueBuilder {
                 retention_bytes: None,
                 retention_age_ms: None,
                 quota_wait: None,
+                read_only: false,
             },
         }
     }
@@ -95,7 +109,8 @@ impl QueueBuilder {
     }
 
     /// Refuse sends with [`Error::QuotaExceeded`] once a topic's log holds this many bytes
-    /// (at once, or after waiting: see [`QueueBuilder::disk_quota_wait`]).
+    /// (at once, or after waiting: see [`QueueBuilder::disk_quota_wait`]). Must be at least one
+    /// segment header (16 bytes); 0 is refused by `build`.
     pub fn disk_quota(mut self, bytes: u64) -> Self {
         self.cfg.quota = Some(bytes);
         self
@@ -104,8 +119,8 @@ impl QueueBuilder {
     /// Backpressure instead of an immediate error: a send that would pass the
     /// [disk quota](QueueBuilder::disk_quota) blocks for up to `timeout` until retention frees
     /// space (consumer groups acknowledging whole segments, or size/age retention), then fails
-    /// with [`Error::QuotaExceeded`] if there is still none. The async sends wait on tokio's
-    /// blocking pool, not on the runtime's threads.
+    /// with [`Error::QuotaExceeded`] if there is still none. `Duration::MAX` waits without a
+    /// deadline. The async sends wait on tokio's blocking pool, not on the runtime's threads.
     ///
     /// # Examples
     /// ```
@@ -124,7 +139,7 @@ impl QueueBuilder {
     }
 
     /// How long a delivery stays invisible to other consumers before it is redelivered
-    /// (default 30 s).
+    /// (default 30 s; at least 1 ms).
     pub fn visibility_timeout(mut self, d: Duration) -> Self {
         self.cfg.visibility_ms = duration_ms(d);
         self
@@ -192,7 +207,8 @@ impl QueueBuilder {
     /// from filling the disk.
     ///
     /// The active segment is never deleted, so a topic may hold up to one segment more than
-    /// `bytes`. Retention runs after every segment roll, after acknowledgements, every second in
+    /// `bytes`. 0 is refused by `build` (use a small positive limit to keep only the active
+    /// segment). Retention runs after every segment roll, after acknowledgements, every second in
     /// the background and on [`Queue::apply_retention`]. A group that loses unacknowledged
     /// messages this way skips them; they are counted in
     /// [`GroupStats::retention_dropped`](crate::GroupStats::retention_dropped) and logged as a
@@ -223,9 +239,35 @@ impl QueueBuilder {
         self
     }
 
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+    /// The clock (default: the system clock). The queue reads wall-clock time from
+    /// [`Clock::unix_millis`] for message timestamps, not-before times, visibility timeouts,
+    /// nack delays and age retention; a [`ManualClock`](crate::ManualClock) drives them in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
         self.cfg.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens the queue for inspection only: no lock file, segment, journal or state file is
+    /// created, cut or deleted, so it works on a read-only mount (and on a copy being
+    /// examined). Damage is reported in the [recovery report](Queue::recovery_report) but not
+    /// repaired; reads stop before it. Producers, acknowledgements, retention and `flush` fail
+    /// with [`Error::ReadOnly`]. The directory is locked shared: it cannot be opened read-only
+    /// while a writer holds it, nor for writing while an inspector does.
+    ///
+    /// # Examples
+    /// ```
+    /// use tierkit_mq::{Error, Message, Queue};
+    /// # let dir = std::env::temp_dir().join(format!("tierkit-mq-ro-doc-{}", std::process::id()));
+    /// drop(Queue::builder().build(&dir)?.producer("jobs")?.send(Message::new("x"))?);
+    /// let inspector = Queue::builder().read_only(true).build(&dir)?;
+    /// assert_eq!(inspector.stats("jobs")?.log_end, 1);
+    /// assert!(matches!(inspector.producer("jobs"), Err(Error::ReadOnly { .. })));
+    /// # drop(inspector);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), tierkit_mq::Error>(())
+    /// ```
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.cfg.read_only = read_only;
         self
     }
 
@@ -247,6 +289,16 @@ impl QueueBuilder {
         if c.segment_size < 4096 {
             return invalid("segment_size", "at least 4096", c.segment_size);
         }
+        if c.quota.is_some_and(|q| q < 16) {
+            return invalid(
+                "disk_quota",
+                "at least 16 bytes (one segment header)",
+                c.quota.unwrap_or(0),
+            );
+        }
+        if c.retention_bytes == Some(0) {
+            return invalid("retention_bytes", "at least 1", 0);
+        }
         if c.max_deliveries == 0 {
             return invalid("max_deliveries", "at least 1", 0);
         }
@@ -261,12 +313,13 @@ impl QueueBuilder {
         }
         if c.write_buffer > 0 && c.write_delay < Duration::from_micros(100) {
             let micros = u64::try_from(c.write_delay.as_micros()).unwrap_or(u64::MAX);
-            return invalid("write_buffer delay", "at least 100 us", micros);
+            return invalid("write_buffer delay (us)", "at least 100 us", micros);
         }
         if let Durability::Interval(d) = c.durability
-            && d.is_zero()
+            && d < MIN_SYNC_INTERVAL
         {
-            return invalid("durability interval", "at least 1 ms", 0);
+            let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            return invalid("durability interval (us)", "at least 1 ms", micros);
         }
         Ok(())
     }
@@ -278,11 +331,15 @@ impl QueueBuilder {
     /// [`Error::Corrupt`] / [`Error::IncompatibleVersion`] for damaged files, [`Error::Io`].
     pub fn build(self, path: impl AsRef<Path>) -> Result<Queue> {
         self.validate()?;
-        let dir = StdDir::new(path).map_err(Error::io("create queue directory"))?;
+        let dir = if self.cfg.read_only {
+            StdDir::read_only(path).map_err(Error::io("open queue directory"))?
+        } else {
+            StdDir::new(path).map_err(Error::io("create queue directory"))?
+        };
         Queue::open(Arc::new(dir), self.cfg)
     }
 
-    /// Opens the queue over any [`StorageDir`] (for example a [`SimDir`]).
+    /// Opens the queue over any [`StorageDir`] (for example a `SimDir`, feature `sim`).
     ///
     /// # Errors
     /// As [`QueueBuilder::build`].

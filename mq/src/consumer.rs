@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::clock::duration_ms;
+use crate::builder::duration_ms;
+use crate::group::GroupState;
 use crate::journal::Entry;
-use crate::queue::{Group, Sleeper, Topic};
-use crate::{Delivery, Durability, Error, Message, Queue, Result};
+use crate::topic::{Group, Sleeper, Topic};
+use crate::{Delivery, Error, Message, Queue, Result};
 
 /// One consumer of a consumer group. Consumers of the same group compete for its messages;
 /// each delivery must be acknowledged ([`Consumer::ack`]), negatively acknowledged
@@ -45,7 +46,7 @@ impl fmt::Debug for Consumer {
     }
 }
 
-/// Header naming why a message was dead-lettered.
+/// Header naming why a message was dead-lettered (see [`Queue::dead_letter_topic`]).
 pub const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
 /// Header holding the original offset (8 bytes, little-endian) of a dead-lettered message.
 pub const DEAD_LETTER_OFFSET: &str = "x-original-offset";
@@ -59,9 +60,28 @@ impl Consumer {
     /// a dead letter.
     pub fn try_recv(&self) -> Result<Option<Delivery>> {
         let cfg = &self.queue.shared.cfg;
-        let now = cfg.clock.now_ms();
+        let now = cfg.clock.unix_millis();
         let visible_end = self.topic.visible_end(cfg.durability);
-        let mut st = self.group.state.lock();
+        let mut journaled = None;
+        let got = {
+            let mut st = self.group.state.lock();
+            self.next_ready(&mut st, now, visible_end, &mut journaled)
+        };
+        // Dead letters were journaled under the lock; their fsync waits outside it.
+        if let Some(seq) = journaled {
+            self.topic.sync_journal(cfg, &self.group, seq)?;
+        }
+        got
+    }
+
+    fn next_ready(
+        &self,
+        st: &mut GroupState,
+        now: u64,
+        visible_end: u64,
+        journaled: &mut Option<u64>,
+    ) -> Result<Option<Delivery>> {
+        let cfg = &self.queue.shared.cfg;
         while let Some(&(deadline, off)) = st.deadlines.first() {
             if deadline > now {
                 break;
@@ -110,7 +130,7 @@ impl Consumer {
             }
             let attempt = st.attempts.remove(&off).unwrap_or(0).saturating_add(1);
             if attempt > cfg.max_deliveries {
-                self.dead_letter(&mut st, off, message, attempt - 1)?;
+                *journaled = Some(self.dead_letter(st, off, message, attempt - 1)?);
                 continue;
             }
             if attempt > 1 {
@@ -127,14 +147,26 @@ impl Consumer {
         }
     }
 
+    /// Moves `off` to the dead-letter topic and journals its acknowledgement (not yet
+    /// fsynced: returns the journal sequence number to sync once the lock is released).
     fn dead_letter(
         &self,
-        st: &mut crate::group::GroupState,
+        st: &mut GroupState,
         off: u64,
         message: Message,
         deliveries: u32,
-    ) -> Result<()> {
-        let name = format!("{}-{}-dlq", self.topic.name, self.group.name);
+    ) -> Result<u64> {
+        let restore = |st: &mut GroupState| {
+            st.attempts.insert(off, deliveries);
+            st.waiting.insert((0, off));
+        };
+        if self.queue.shared.cfg.read_only {
+            restore(st);
+            return Err(Error::ReadOnly {
+                op: "dead-lettering",
+            });
+        }
+        let name = Queue::dead_letter_topic(&self.topic.name, &self.group.name);
         let reason =
             format!("delivered {deliveries} times without an ack (max_deliveries reached)");
         let dead = message
@@ -143,26 +175,44 @@ impl Consumer {
                 DEAD_LETTER_OFFSET,
                 Bytes::copy_from_slice(&off.to_le_bytes()),
             );
-        let dlq = self.queue.topic_unchecked(&name)?;
-        if let Err(e) = dlq.log.append(std::slice::from_ref(&dead)) {
-            st.attempts.insert(off, deliveries);
-            st.waiting.insert((0, off));
+        let appended = self.queue.topic(&name).and_then(|dlq| {
+            dlq.log.append(std::slice::from_ref(&dead))?;
+            dlq.notify();
+            Ok(())
+        });
+        if let Err(e) = appended {
+            restore(st);
             return Err(e);
         }
-        dlq.notify();
+        let seq = match self.journal_append(st, &[Entry::Ack(off)]) {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The dead letter exists; the message comes back here too (at-least-once).
+                restore(st);
+                return Err(e);
+            }
+        };
         st.mark_acked(off);
         st.dead_lettered += 1;
+        st.maybe_compact(
+            &self.topic.dir,
+            &self.topic.name,
+            &self.group.name,
+            &self.group.commit,
+        );
         tracing::warn!(topic = %self.topic.name, group = %self.group.name, offset = off, deliveries, "message dead-lettered");
-        self.journal(st, &[Entry::Ack(off)])
+        Ok(seq)
     }
 
-    /// Waits up to `timeout` (real time) for a ready message; `None` on timeout. For code
-    /// without an async runtime.
+    /// Waits up to `timeout` (real time) for a ready message; `None` on timeout
+    /// (`Duration::MAX`: no timeout). Woken by sends, and by the group's next timer (a nack
+    /// delay, a visibility timeout, a not-before time) when one is due. For code without an
+    /// async runtime.
     ///
     /// # Errors
     /// As [`Consumer::try_recv`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Delivery>> {
-        let until = Instant::now() + timeout;
+        let until = tierkit_core::deadline_after(Instant::now(), timeout);
         let _sleeper = Sleeper::new(&self.topic);
         loop {
             let seen = *self.topic.wake.lock();
@@ -170,119 +220,142 @@ impl Consumer {
                 return Ok(Some(d));
             }
             let now = Instant::now();
-            if now >= until {
+            if until.is_some_and(|u| now >= u) {
                 return Ok(None);
             }
-            // Woken by producers; the short cap re-checks timers (delays, visibility).
-            let wait = (until - now).min(Duration::from_millis(10));
+            let mut wait = until.map_or(Duration::MAX, |u| u - now);
+            if let Some(timer) = self.next_timer() {
+                wait = wait.min(timer);
+            }
             let mut g = self.topic.wake.lock();
             if *g == seen {
-                self.topic.wake_cv.wait_for(&mut g, wait);
+                match tierkit_core::deadline_after(now, wait) {
+                    Some(at) => {
+                        self.topic.wake_cv.wait_until(&mut g, at);
+                    }
+                    None => self.topic.wake_cv.wait(&mut g),
+                }
             }
         }
+    }
+
+    /// Real time until the group's next timer (nack delay, visibility timeout, not-before
+    /// time) by the queue's clock, if any is set. At least 1 ms.
+    pub(crate) fn next_timer(&self) -> Option<Duration> {
+        let next = {
+            let st = self.group.state.lock();
+            let a = st.deadlines.first().map(|d| d.0);
+            let b = st.waiting.first().map(|w| w.0);
+            a.into_iter().chain(b).min()?
+        };
+        let now = self.queue.shared.cfg.clock.unix_millis();
+        Some(Duration::from_millis(next.saturating_sub(now).max(1)))
     }
 
     /// Acknowledges a delivery: it will not be delivered to this group again, also after a
     /// restart (the ack is appended to the group's journal before `ack` returns, fsynced unless
-    /// the durability is `Never`). An `ack` that returns an I/O error may or may not have been
-    /// recorded (like a send cut by a crash): the message is then delivered again at most once
-    /// more.
+    /// the durability is `Never`; concurrent acks of a group share one fsync). An `ack` that
+    /// returns an I/O error may or may not have been recorded (like a send cut by a crash): the
+    /// message is then delivered again at most once more. A full disk fails the ack with
+    /// [`Error::DiskFull`] and records nothing: the delivery stays in flight, and the ack can
+    /// be retried once space is freed.
     ///
     /// # Errors
     /// [`Error::NotInFlight`] if the delivery's visibility timeout expired (it will be, or
-    /// was, delivered again) or it was already acknowledged, [`Error::Io`] / [`Error::Poisoned`] if the state cannot be saved.
+    /// was, delivered again) or it was already acknowledged, [`Error::DiskFull`],
+    /// [`Error::Io`] / [`Error::Poisoned`] if the state cannot be saved, [`Error::ReadOnly`].
     pub fn ack(&self, delivery: &Delivery) -> Result<()> {
-        self.topic.log.check_poison()?;
-        let now = self.queue.shared.cfg.clock.now_ms();
-        let mut st = self.group.state.lock();
-        take_inflight(&mut st, delivery, now)?;
-        st.mark_acked(delivery.offset);
-        self.journal(&mut st, &[Entry::Ack(delivery.offset)])?;
-        drop(st);
-        self.retention()
+        self.settle(std::slice::from_ref(delivery), None)
     }
 
-    /// Acknowledges several deliveries with one state write (one fsync instead of one per
+    /// Acknowledges several deliveries with one journal write (one fsync instead of one per
     /// delivery).
     ///
     /// # Errors
-    /// As [`Consumer::ack`]; on [`Error::NotInFlight`] nothing is acknowledged.
+    /// As [`Consumer::ack`]; on any error nothing is acknowledged.
     pub fn ack_batch(&self, deliveries: &[Delivery]) -> Result<()> {
-        self.topic.log.check_poison()?;
-        let mut st = self.group.state.lock();
-        let now = self.queue.shared.cfg.clock.now_ms();
-        for d in deliveries {
-            match st.inflight.get(&d.offset) {
-                Some(&(deadline, count)) if count == d.attempt && deadline > now => {}
-                _ => return Err(Error::NotInFlight { offset: d.offset }),
-            }
-        }
-        let mut entries = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            take_inflight(&mut st, d, now)?;
-            st.mark_acked(d.offset);
-            entries.push(Entry::Ack(d.offset));
-        }
-        self.journal(&mut st, &entries)?;
-        drop(st);
-        self.retention()
+        self.settle(deliveries, None)
     }
 
-    /// Negatively acknowledges a delivery: it becomes ready again after `delay`.
+    /// Negatively acknowledges a delivery: it becomes ready again after `delay`
+    /// (`Duration::MAX`: never again before a restart).
     ///
     /// # Errors
     /// As [`Consumer::ack`].
     pub fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
-        self.topic.log.check_poison()?;
-        let now = self.queue.shared.cfg.clock.now_ms();
-        let mut st = self.group.state.lock();
-        take_inflight(&mut st, delivery, now)?;
-        st.attempts.insert(delivery.offset, delivery.attempt);
-        st.waiting
-            .insert((now.saturating_add(duration_ms(delay)), delivery.offset));
-        self.journal(
-            &mut st,
-            &[Entry::Attempts(delivery.offset, delivery.attempt)],
-        )
+        self.settle(std::slice::from_ref(delivery), Some(delay))
     }
 
-    /// Journals acknowledgement-state changes (fsynced unless the durability is `Never`).
-    fn journal(&self, st: &mut crate::group::GroupState, entries: &[Entry]) -> Result<()> {
-        let shared = &self.queue.shared;
-        let durable = !matches!(shared.cfg.durability, Durability::Never);
-        st.journal(
-            &shared.dir,
-            &self.topic.name,
-            &self.group.name,
-            entries,
-            durable,
-        )
-        .inspect_err(|_| {
-            // A failed save (fsync included) may have lost state: refuse to pretend.
-            self.topic.log.mark_poisoned();
-        })
+    /// Acks (`nack: None`) or nacks `deliveries`: checks them all, journals them, applies them
+    /// to the group's state, then waits for the journal's (shared) fsync.
+    pub(crate) fn settle(&self, deliveries: &[Delivery], nack: Option<Duration>) -> Result<()> {
+        self.topic.log.check_writable("acknowledging")?;
+        let cfg = &self.queue.shared.cfg;
+        let now = cfg.clock.unix_millis();
+        let seq = {
+            let mut st = self.group.state.lock();
+            let mut seen = std::collections::HashSet::with_capacity(deliveries.len());
+            for d in deliveries {
+                let live = matches!(st.inflight.get(&d.offset),
+                    Some(&(deadline, count)) if count == d.attempt && deadline > now);
+                if !live || !seen.insert(d.offset) {
+                    return Err(Error::NotInFlight { offset: d.offset });
+                }
+            }
+            let entries: Vec<Entry> = deliveries
+                .iter()
+                .map(|d| match nack {
+                    Some(_) => Entry::Attempts(d.offset, d.attempt),
+                    None => Entry::Ack(d.offset),
+                })
+                .collect();
+            let seq = self.journal_append(&mut st, &entries)?;
+            for d in deliveries {
+                if let Some((deadline, _)) = st.inflight.remove(&d.offset) {
+                    st.deadlines.remove(&(deadline, d.offset));
+                }
+                match nack {
+                    Some(delay) => {
+                        st.attempts.insert(d.offset, d.attempt);
+                        st.waiting
+                            .insert((now.saturating_add(duration_ms(delay)), d.offset));
+                    }
+                    None => st.mark_acked(d.offset),
+                }
+            }
+            st.maybe_compact(
+                &self.topic.dir,
+                &self.topic.name,
+                &self.group.name,
+                &self.group.commit,
+            );
+            seq
+        };
+        self.topic.sync_journal(cfg, &self.group, seq)?;
+        // The acks are recorded: a retention error is logged, not returned (the next run
+        // retries), so an error from `ack` always means the ack itself may have failed.
+        if nack.is_none()
+            && let Err(e) = self.topic.retain(cfg)
+        {
+            tracing::warn!(topic = %self.topic.name, error = %e, "retention after an ack failed");
+        }
+        Ok(())
     }
 
-    /// Runs the topic's retention (see `Topic::retain`).
-    fn retention(&self) -> Result<()> {
-        self.topic.retain(&self.queue.shared.cfg)
+    /// Appends to the group's journal; an error that leaves the journal in an unknown state
+    /// poisons the handle.
+    fn journal_append(&self, st: &mut GroupState, entries: &[Entry]) -> Result<u64> {
+        st.append(&self.topic.dir, &self.topic.name, &self.group.name, entries)
+            .inspect_err(|e| {
+                if let Error::Poisoned { op } = e {
+                    self.topic.log.mark_poisoned(op);
+                }
+            })
     }
 
     /// The consumer group's name.
     #[must_use]
     pub fn group(&self) -> &str {
         &self.group.name
-    }
-}
-
-/// Removes `d` from the in-flight set if it is still this delivery and has not expired.
-fn take_inflight(st: &mut crate::group::GroupState, d: &Delivery, now: u64) -> Result<()> {
-    match st.inflight.get(&d.offset) {
-        Some(&(deadline, count)) if count == d.attempt && deadline > now => {
-            st.inflight.remove(&d.offset);
-            st.deadlines.remove(&(deadline, d.offset));
-            Ok(())
-        }
-        _ => Err(Error::NotInFlight { offset: d.offset }),
     }
 }

@@ -49,19 +49,39 @@ pub enum Error {
     #[error("queue directory is already open elsewhere")]
     AlreadyOpen,
 
-    /// An fsync failed earlier; the handle refuses all further writes (see the crate docs).
-    #[error("an fsync failed earlier; the queue handle is poisoned and must be reopened")]
-    Poisoned,
+    /// An operation that cannot be retried safely failed earlier (an fsync of the log or of an
+    /// ack journal, a directory fsync after a segment roll, or cutting a partial write): whether
+    /// its bytes are on disk is unknown, so the handle refuses all further writes. Reopen the
+    /// queue to continue from what is on disk.
+    #[error("the queue handle is poisoned: {op} failed earlier; reopen the queue")]
+    Poisoned {
+        /// What failed.
+        op: &'static str,
+    },
 
-    /// The encoded message is larger than the configured maximum record size.
-    #[error("message of {size} bytes exceeds the maximum record size of {max} bytes")]
+    /// A part of the message is larger than its limit: the whole encoded record (limit: the
+    /// configured [maximum record size](crate::QueueBuilder::max_record_size)), or a field whose
+    /// length has a fixed width in the format (a header name: 65,535 bytes; 65,535 headers; a
+    /// key or header value: 4 GiB).
+    #[error("{what} of {size} bytes exceeds its limit of {max} bytes")]
     Oversize {
-        /// Encoded size of the message.
+        /// What is too large: `"record"`, `"key"`, `"header name"`, `"header value"` or
+        /// `"header count"` (then `size` and `max` count headers, not bytes).
+        what: &'static str,
+        /// Its size (for a record: header, fixed fields, key, headers and payload).
         size: usize,
-        /// The limit.
+        /// The limit it exceeds.
         max: usize,
         /// The refused message.
         message: Box<Message>,
+    },
+
+    /// The queue was opened read-only ([`QueueBuilder::read_only`](crate::QueueBuilder::read_only)):
+    /// sends, acknowledgements and other writes are refused.
+    #[error("the queue was opened read-only; {op} is refused")]
+    ReadOnly {
+        /// The refused operation.
+        op: &'static str,
     },
 
     /// The disk quota of the queue is reached; the message was not written.
@@ -75,10 +95,13 @@ pub enum Error {
         message: Box<Message>,
     },
 
-    /// The disk is full; the message was not written.
-    #[error("disk full while writing the log")]
+    /// The disk is full. Nothing was recorded by the failed operation (a partial write is cut
+    /// off again) and the handle stays usable: retry once space is freed.
+    #[error("disk full during {op}")]
     DiskFull {
-        /// The refused message, if the failure concerned exactly one.
+        /// What the queue was doing: `"append"`, `"segment roll"`, `"ack journal append"`, ...
+        op: &'static str,
+        /// The refused message, if the failure concerned exactly one send.
         message: Option<Box<Message>>,
     },
 
@@ -125,13 +148,20 @@ impl Error {
     pub fn into_message(self) -> Option<Message> {
         match self {
             Self::Oversize { message, .. } | Self::QuotaExceeded { message, .. } => Some(*message),
-            Self::DiskFull { message } => message.map(|m| *m),
+            Self::DiskFull { message, .. } => message.map(|m| *m),
             _ => None,
         }
     }
 
+    /// An I/O error of `op`; a full disk becomes [`Error::DiskFull`].
     pub(crate) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Self {
-        move |source| Self::Io { op, source }
+        move |source| {
+            if source.kind() == std::io::ErrorKind::StorageFull {
+                Self::DiskFull { op, message: None }
+            } else {
+                Self::Io { op, source }
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Entry points shared by the cargo-fuzz targets and the tests that run their bodies in CI.
 
-use crate::{Queue, SimDir, StorageDir};
+use crate::sim::SimDir;
+use crate::{Queue, StorageDir};
 
 /// Decodes `data` as a record stream and, separately, recovers a queue whose only segment
 /// holds `data` after a valid segment header, then reads every recovered message.
@@ -10,7 +11,7 @@ use crate::{Queue, SimDir, StorageDir};
 pub fn fuzz_decode_and_recover(data: &[u8]) {
     let max = 4096;
     let mut rest = data;
-    while let Some((_, _, used)) = crate::decode_record(rest, max) {
+    while let Some((_, _, used)) = crate::record::decode_record(rest, max) {
         rest = &rest[used..];
     }
     let dir = SimDir::new();

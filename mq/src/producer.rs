@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::queue::Topic;
+use crate::topic::Topic;
 use crate::{Message, Queue, Result};
 
 /// Appends messages to one topic. Cheap to clone; clones share the topic (and its group
@@ -46,7 +46,7 @@ impl Producer {
     /// [`QueueBuilder::disk_quota_wait`](crate::QueueBuilder::disk_quota_wait), a send at the
     /// quota blocks up to that long before `QuotaExceeded`.
     pub fn send(&self, mut message: Message) -> Result<u64> {
-        message.timestamp_ms = self.queue.shared.cfg.clock.now_ms();
+        message.timestamp_ms = self.queue.shared.cfg.clock.unix_millis();
         let cfg = &self.queue.shared.cfg;
         let offset = self.topic.append(cfg, std::slice::from_ref(&message))?;
         self.topic.notify();
@@ -61,7 +61,7 @@ impl Producer {
     /// # Errors
     /// As [`Producer::send`]; size and quota checks happen before anything is written.
     pub fn send_batch(&self, messages: &[Message]) -> Result<u64> {
-        let now = self.queue.shared.cfg.clock.now_ms();
+        let now = self.queue.shared.cfg.clock.unix_millis();
         let stamped: Vec<Message> = messages
             .iter()
             .map(|m| Message {

@@ -2,21 +2,25 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
+use crate::background::Background;
 use crate::builder::Config;
-use crate::group::{self, GroupState};
-use crate::log::{Log, LogConfig, TailDamage};
+use crate::group::GroupState;
+use crate::report::RecoveryReport;
 use crate::storage::StorageDir;
-use crate::{Consumer, Durability, Error, Message, Producer, QueueBuilder, Result, Stats};
+use crate::topic::{Group, Topic, open_topic};
+use crate::{Consumer, Durability, Error, Producer, QueueBuilder, Result, Stats};
 
 /// A durable queue: a directory holding topics, each an append-only log with consumer groups.
 ///
 /// Cloning is cheap and shares the queue. See the crate docs for the delivery guarantees.
+/// When the last clone (and every producer and consumer made from it) is dropped, the
+/// background threads are woken and joined, the write buffer is written, the log fsynced
+/// (unless `Never`) and the directory lock released, in that order, before `drop` returns: the
+/// directory can be opened again at once.
 ///
 /// # Examples
 /// ```
@@ -32,6 +36,8 @@ use crate::{Consumer, Durability, Error, Message, Producer, QueueBuilder, Result
 #[derive(Clone)]
 pub struct Queue {
     pub(crate) shared: Arc<Shared>,
+    /// Dropped with the last handle: stops the background threads, then closes the queue.
+    _owner: Arc<Owner>,
 }
 
 impl fmt::Debug for Queue {
@@ -42,164 +48,85 @@ impl fmt::Debug for Queue {
     }
 }
 
+/// What background threads may hold: never the [`Owner`], so the last user handle always
+/// closes the queue on the user's thread.
 pub(crate) struct Shared {
     pub(crate) dir: Arc<dyn StorageDir>,
     pub(crate) cfg: Config,
-    topics: Mutex<HashMap<String, Arc<Topic>>>,
-    damage: Vec<(String, TailDamage)>,
+    pub(crate) topics: Mutex<HashMap<String, Arc<Topic>>>,
+    report: RecoveryReport,
 }
 
-impl Drop for Shared {
+impl Shared {
+    pub(crate) fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.lock().values().cloned().collect()
+    }
+}
+
+struct Owner {
+    shared: Arc<Shared>,
+    background: Background,
+}
+
+impl Drop for Owner {
     fn drop(&mut self) {
-        for t in self.topics.get_mut().values() {
-            if let Err(e) = t.log.flush_buffer() {
-                tracing::error!(topic = %t.name, error = %e, "final write of the write buffer failed");
-            }
-        }
-        if !matches!(self.cfg.durability, Durability::Never) {
-            for t in self.topics.get_mut().values() {
-                if let Err(e) = t.log.sync_all() {
-                    tracing::error!(topic = %t.name, error = %e, "final fsync failed");
+        // Background threads first: none may touch the directory after the lock is released.
+        self.background.stop_and_join();
+        let shared = &self.shared;
+        let topics = shared.topics();
+        if !shared.cfg.read_only {
+            for t in &topics {
+                if let Err(e) = t.log.flush_buffer() {
+                    tracing::error!(topic = %t.name, error = %e, "final write of the write buffer failed");
                 }
             }
-        }
-        self.dir.unlock();
-    }
-}
-
-pub(crate) struct Topic {
-    pub(crate) name: String,
-    pub(crate) log: Log,
-    pub(crate) groups: Mutex<HashMap<String, Arc<Group>>>,
-    pub(crate) wake: Mutex<u64>,
-    pub(crate) wake_cv: Condvar,
-    pub(crate) async_wake: tokio::sync::Notify,
-    /// Consumers that may be waiting (blocking or async); sends skip the wake-up when zero.
-    pub(crate) sleepers: AtomicUsize,
-    /// Bumped when retention frees space; producers waiting on the disk quota sleep on it.
-    pub(crate) space: Mutex<u64>,
-    pub(crate) space_cv: Condvar,
-}
-
-/// Counts a consumer as a possible sleeper for as long as it lives (see [`Topic::notify`]).
-pub(crate) struct Sleeper<'a>(&'a AtomicUsize);
-
-impl<'a> Sleeper<'a> {
-    pub(crate) fn new(topic: &'a Topic) -> Self {
-        topic.sleepers.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the fence in `notify`: either the sender sees this count, or this
-        // consumer's next look at the log sees the sender's record.
-        fence(Ordering::SeqCst);
-        Self(&topic.sleepers)
-    }
-}
-
-impl Drop for Sleeper<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-pub(crate) struct Group {
-    pub(crate) name: String,
-    pub(crate) state: Mutex<GroupState>,
-}
-
-impl Topic {
-    /// End of what consumers may see: with `Always`, only durable records.
-    pub(crate) fn visible_end(&self, d: Durability) -> u64 {
-        match d {
-            Durability::Always => self.log.durable_end(),
-            _ => self.log.end(),
-        }
-    }
-
-    /// Retention: deletes the segments every group acknowledged past, then those beyond the
-    /// size and age limits (acknowledged or not: the groups skip what was lost and count it).
-    pub(crate) fn retain(&self, cfg: &Config) -> Result<()> {
-        let groups: Vec<Arc<Group>> = self.groups.lock().values().cloned().collect();
-        let mut freed = 0;
-        if let Some(min) = groups.iter().map(|g| g.state.lock().committed).min() {
-            freed += self.log.delete_before(min)?;
-        }
-        if cfg.retention_bytes.is_some() || cfg.retention_age_ms.is_some() {
-            let deleted = self.log.delete_beyond(
-                cfg.retention_bytes,
-                cfg.retention_age_ms,
-                cfg.clock.now_ms(),
-            )?;
-            freed += deleted;
-            if deleted > 0 {
-                let start = self.log.start();
-                for g in &groups {
-                    let dropped = g.state.lock().drop_below(start);
-                    if dropped > 0 {
-                        tracing::warn!(topic = %self.name, group = %g.name, dropped, start, "retention deleted unacknowledged messages");
+            if !matches!(shared.cfg.durability, Durability::Never) {
+                for t in &topics {
+                    if let Err(e) = t.log.sync_all() {
+                        tracing::error!(topic = %t.name, error = %e, "final fsync failed");
                     }
                 }
             }
         }
-        if freed > 0 {
-            *self.space.lock() += 1;
-            self.space_cv.notify_all();
+        for t in &topics {
+            t.log.join_background();
         }
-        Ok(())
-    }
-
-    /// Appends `msgs`, waiting up to the configured time for retention to free space when
-    /// the disk quota is reached (see `QueueBuilder::disk_quota_wait`).
-    pub(crate) fn append(&self, cfg: &Config, msgs: &[Message]) -> Result<u64> {
-        let Some(wait) = cfg.quota_wait else {
-            return self.log.append(msgs);
-        };
-        let until = Instant::now() + wait;
-        loop {
-            let seen = *self.space.lock();
-            match self.log.append(msgs) {
-                Err(Error::QuotaExceeded { .. }) => {}
-                other => return other,
-            }
-            // Age retention frees space without any ack: give it a chance first.
-            self.retain(cfg)?;
-            let now = Instant::now();
-            if now >= until {
-                return self.log.append(msgs);
-            }
-            let mut g = self.space.lock();
-            if *g == seen {
-                // The cap re-checks retention now and then (age limits need no event).
-                let nap = (until - now).min(Duration::from_millis(50));
-                self.space_cv.wait_for(&mut g, nap);
-            }
-        }
-    }
-
-    /// Wakes waiting consumers after an append. Free when no consumer waits: a consumer
-    /// registers as a `Sleeper` before it looks at the log, so a zero count means any later
-    /// sleeper will see the appended record before it waits.
-    pub(crate) fn notify(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        *self.wake.lock() += 1;
-        self.wake_cv.notify_all();
-        self.async_wake.notify_waiters();
+        shared.dir.unlock();
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// Whether `name` is a topic or group name a user may choose: 1 to 64 of `[A-Za-z0-9_-]`.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn invalid(name: &str) -> Error {
+    Error::InvalidName {
+        name: name.to_owned(),
+    }
+}
+
+/// A topic name: a plain name, or a dead-letter topic `<topic>.<group>.dlq` (which no plain
+/// name can equal, since plain names have no dots).
+fn validate_topic(name: &str) -> Result<()> {
+    let mut rest = name;
+    while let Some(stem) = rest.strip_suffix(".dlq") {
+        let Some((topic, group)) = stem.rsplit_once('.') else {
+            return Err(invalid(name));
+        };
+        if !plain_name(group) {
+            return Err(invalid(name));
+        }
+        rest = topic;
+    }
+    if plain_name(rest) {
         Ok(())
     } else {
-        Err(Error::InvalidName {
-            name: name.to_owned(),
-        })
+        Err(invalid(name))
     }
 }
 
@@ -224,81 +151,84 @@ impl Queue {
         QueueBuilder::default()
     }
 
+    /// The name of the dead-letter topic of `group` on `topic`: `<topic>.<group>.dlq`. The dot
+    /// keeps it apart from every topic a user can name.
+    ///
+    /// # Examples
+    /// ```
+    /// use tierkit_mq::Queue;
+    /// assert_eq!(Queue::dead_letter_topic("photos", "resizers"), "photos.resizers.dlq");
+    /// ```
+    #[must_use]
+    pub fn dead_letter_topic(topic: &str, group: &str) -> String {
+        format!("{topic}.{group}.dlq")
+    }
+
     pub(crate) fn open(dir: Arc<dyn StorageDir>, cfg: Config) -> Result<Self> {
-        if !dir.try_lock().map_err(Error::io("lock queue directory"))? {
+        let locked = if cfg.read_only {
+            dir.try_lock_shared()
+        } else {
+            dir.try_lock()
+        };
+        if !locked.map_err(Error::io("lock queue directory"))? {
             return Err(Error::AlreadyOpen);
         }
         let shared = match Self::recover(Arc::clone(&dir), cfg) {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s),
             Err(e) => {
                 dir.unlock();
                 return Err(e);
             }
         };
-        let shared = Arc::new(shared);
-        if let Durability::Interval(every) = shared.cfg.durability {
-            // An error poisons the log; producers see it on their next send.
-            spawn_periodic(&shared, "tierkit-mq-fsync", every, |t| {
-                let _ = t.log.sync_all();
-            })?;
-        }
-        if shared.cfg.retention_bytes.is_some() || shared.cfg.retention_age_ms.is_some() {
-            let cfg = shared.cfg.clone();
-            spawn_periodic(
-                &shared,
-                "tierkit-mq-retention",
-                Duration::from_secs(1),
-                move |t| {
-                    if let Err(e) = t.retain(&cfg) {
-                        tracing::warn!(topic = %t.name, error = %e, "retention failed");
-                    }
-                },
-            )?;
-        }
-        if shared.cfg.write_buffer > 0 {
-            // A failed write keeps the records buffered; the next send reports the error.
-            spawn_periodic(&shared, "tierkit-mq-write", shared.cfg.write_delay, |t| {
-                let _ = t.log.flush_buffer();
-            })?;
-        }
-        Ok(Self { shared })
+        let background = match Background::start(&shared) {
+            Ok(b) => b,
+            Err(e) => {
+                dir.unlock();
+                return Err(e);
+            }
+        };
+        let owner = Arc::new(Owner {
+            shared: Arc::clone(&shared),
+            background,
+        });
+        Ok(Self {
+            shared,
+            _owner: owner,
+        })
     }
 
     fn recover(dir: Arc<dyn StorageDir>, cfg: Config) -> Result<Shared> {
         let names = dir.list().map_err(Error::io("list queue directory"))?;
-        for n in names.iter().filter(|n| n.ends_with(".tmp")) {
-            dir.remove(n).map_err(Error::io("remove temporary file"))?;
+        if !cfg.read_only {
+            // Interrupted atomic writes (segment rolls, snapshots): never data.
+            for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+                dir.remove(n).map_err(Error::io("remove temporary file"))?;
+            }
         }
         let mut topics = HashMap::new();
-        let mut damage = Vec::new();
+        let mut report = RecoveryReport::default();
         for name in topics_on_disk(&names) {
-            let (topic, dmg) = open_topic(&dir, &cfg, &name, &names)?;
-            if let Some(d) = dmg {
-                damage.push((name.clone(), d));
-            }
+            let topic = open_topic(&dir, &cfg, &name, &names, &mut report)?;
             topics.insert(name, Arc::new(topic));
         }
         Ok(Shared {
             dir,
             cfg,
             topics: Mutex::new(topics),
-            damage,
+            report,
         })
     }
 
-    /// What recovery cut off the tail of each topic's last segment when this handle opened.
+    /// Everything recovery found and repaired when this handle opened the directory: cut
+    /// segment tails, removed headerless segments, damaged or missing journal and state files,
+    /// missing messages. Empty ([`RecoveryReport::is_clean`]) after a clean shutdown.
     #[must_use]
-    pub fn recovery_report(&self) -> &[(String, TailDamage)] {
-        &self.shared.damage
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.shared.report
     }
 
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        validate_name(name)?;
-        self.topic_unchecked(name)
-    }
-
-    /// Opens a topic whose name the crate built itself (dead-letter topics).
-    pub(crate) fn topic_unchecked(&self, name: &str) -> Result<Arc<Topic>> {
+        validate_topic(name)?;
         let mut topics = self.shared.topics.lock();
         if let Some(t) = topics.get(name) {
             return Ok(Arc::clone(t));
@@ -308,7 +238,15 @@ impl Queue {
             .dir
             .list()
             .map_err(Error::io("list queue directory"))?;
-        let (topic, _) = open_topic(&self.shared.dir, &self.shared.cfg, name, &names)?;
+        // A new topic has no files: nothing to recover or report.
+        let mut report = RecoveryReport::default();
+        let topic = open_topic(
+            &self.shared.dir,
+            &self.shared.cfg,
+            name,
+            &names,
+            &mut report,
+        )?;
         let topic = Arc::new(topic);
         topics.insert(name.to_owned(), Arc::clone(&topic));
         Ok(topic)
@@ -317,8 +255,12 @@ impl Queue {
     /// A producer for `topic` (created on first use).
     ///
     /// # Errors
-    /// [`Error::InvalidName`], or an error creating the topic's first segment.
+    /// [`Error::InvalidName`], [`Error::ReadOnly`], or an error creating the topic's first
+    /// segment.
     pub fn producer(&self, topic: &str) -> Result<Producer> {
+        if self.shared.cfg.read_only {
+            return Err(Error::ReadOnly { op: "producing" });
+        }
         Ok(Producer {
             queue: self.clone(),
             topic: self.topic(topic)?,
@@ -326,24 +268,24 @@ impl Queue {
     }
 
     /// A consumer in `group` of `topic`. Consumers of one group share its messages; every group
-    /// sees every message.
+    /// sees every message. On a read-only queue, consumers receive but cannot acknowledge.
     ///
     /// # Errors
     /// [`Error::InvalidName`], or an error reading the group's persisted state.
     pub fn consumer(&self, topic: &str, group: &str) -> Result<Consumer> {
-        validate_name(group)?;
+        if !plain_name(group) {
+            return Err(invalid(group));
+        }
         let t = self.topic(topic)?;
         let g = {
             let mut groups = t.groups.lock();
             match groups.get(group) {
                 Some(g) => Arc::clone(g),
                 None => {
-                    let mut st = GroupState::load(&*self.shared.dir, topic, group)?;
+                    // A group without files is new: it starts at the oldest stored message.
+                    let mut st = GroupState::default();
                     st.clamp(t.log.start(), t.log.end());
-                    let g = Arc::new(Group {
-                        name: group.to_owned(),
-                        state: Mutex::new(st),
-                    });
+                    let g = Arc::new(Group::new(group, st));
                     groups.insert(group.to_owned(), Arc::clone(&g));
                     g
                 }
@@ -373,7 +315,7 @@ impl Queue {
     /// [`Error::Io`] deleting a segment or reading a record's time; a failed directory fsync
     /// (which poisons the handle).
     pub fn apply_retention(&self) -> Result<()> {
-        let topics: Vec<Arc<Topic>> = self.shared.topics.lock().values().cloned().collect();
+        let topics = self.shared.topics();
         topics.iter().try_for_each(|t| t.retain(&self.shared.cfg))
     }
 
@@ -381,76 +323,42 @@ impl Queue {
     /// now, whatever the durability policy.
     ///
     /// # Errors
-    /// [`Error::Poisoned`], a write error (the records stay buffered), or the fsync error
-    /// (which poisons the handle).
+    /// [`Error::Poisoned`], [`Error::ReadOnly`], a write error (the records stay buffered), or
+    /// the fsync error (which poisons the handle).
     pub fn flush(&self) -> Result<()> {
-        let topics: Vec<Arc<Topic>> = self.shared.topics.lock().values().cloned().collect();
+        if self.shared.cfg.read_only {
+            return Err(Error::ReadOnly { op: "flush" });
+        }
+        let topics = self.shared.topics();
         topics.iter().try_for_each(|t| t.log.sync_all())
     }
 }
 
-/// Runs `work` on every topic each `every` on a background thread, until the queue is dropped.
-fn spawn_periodic(
-    shared: &Arc<Shared>,
-    name: &str,
-    every: Duration,
-    work: impl Fn(&Topic) + Send + 'static,
-) -> Result<()> {
-    let weak: Weak<Shared> = Arc::downgrade(shared);
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(every);
-                let Some(shared) = weak.upgrade() else { break };
-                let topics: Vec<Arc<Topic>> = shared.topics.lock().values().cloned().collect();
-                for t in topics {
-                    work(&t);
-                }
-            }
-        })
-        .map(drop)
-        .map_err(Error::io("spawn background thread"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn open_topic(
-    dir: &Arc<dyn StorageDir>,
-    cfg: &Config,
-    name: &str,
-    names: &[String],
-) -> Result<(Topic, Option<TailDamage>)> {
-    let lc = LogConfig {
-        segment_size: cfg.segment_size,
-        max_record: cfg.max_record,
-        quota: cfg.quota,
-        sync_each_append: matches!(cfg.durability, Durability::Always),
-        repair_damaged_tail: cfg.repair_damaged_tail,
-        write_buffer: cfg.write_buffer,
-    };
-    let (log, damage) = Log::open(Arc::clone(dir), name, lc, names)?;
-    let mut groups = HashMap::new();
-    for g in group::group_files(name, names) {
-        // Known groups count for retention even before a consumer attaches.
-        let mut st = GroupState::load(&**dir, name, &g)?;
-        st.clamp(log.start(), log.end());
-        groups.insert(
-            g.clone(),
-            Arc::new(Group {
-                name: g,
-                state: Mutex::new(st),
-            }),
+    #[test]
+    fn dead_letter_topics_never_equal_a_plain_topic() {
+        assert!(validate_topic("t").is_ok());
+        assert!(validate_topic("t-g-dlq").is_ok());
+        assert!(validate_topic(&Queue::dead_letter_topic("t", "g")).is_ok());
+        assert!(validate_topic("t.g.dlq.h.dlq").is_ok());
+        for bad in [
+            "",
+            ".g.dlq",
+            "t..dlq",
+            "t.g",
+            "t.g.dlq.x",
+            "a/b",
+            "t.g.dlq.",
+        ] {
+            assert!(validate_topic(bad).is_err(), "{bad:?}");
+        }
+        // Two different (topic, group) pairs never share a dead-letter topic.
+        assert_ne!(
+            Queue::dead_letter_topic("a-b", "c"),
+            Queue::dead_letter_topic("a", "b-c")
         );
     }
-    let topic = Topic {
-        name: name.to_owned(),
-        log,
-        groups: Mutex::new(groups),
-        wake: Mutex::new(0),
-        wake_cv: Condvar::new(),
-        async_wake: tokio::sync::Notify::new(),
-        sleepers: AtomicUsize::new(0),
-        space: Mutex::new(0),
-        space_cv: Condvar::new(),
-    };
-    Ok((topic, damage))
 }

@@ -14,6 +14,9 @@ use crate::Message;
 
 /// Bytes of the record header (length, checksum, offset).
 pub(crate) const HEADER_LEN: usize = 16;
+/// The largest record the format can hold (a `u32` body length): what recovery and reads
+/// accept from disk, whatever the configured maximum for new sends is.
+pub(crate) const MAX_STORED: usize = HEADER_LEN + u32::MAX as usize;
 const MIN_BODY: usize = 8 + 8 + 1 + 4 + 2;
 
 /// Size of `m`'s encoded body.
@@ -77,18 +80,34 @@ pub(crate) fn encode(offset: u64, m: &Message, out: &mut BytesMut) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Checks that a message can be encoded (field widths) and returns its record size.
-pub(crate) fn encoded_len(m: &Message) -> Option<usize> {
-    let ok = m
-        .key
-        .as_ref()
-        .is_none_or(|k| u32::try_from(k.len()).is_ok())
-        && u16::try_from(m.headers.len()).is_ok()
-        && m.headers
-            .iter()
-            .all(|(n, v)| u16::try_from(n.len()).is_ok() && u32::try_from(v.len()).is_ok());
-    let len = body_len(m);
-    (ok && u32::try_from(len).is_ok()).then_some(HEADER_LEN + len)
+/// Checks that `m` can be encoded (field widths) within `max_record` bytes and returns its
+/// record size, or what is too large: `(what, size, limit)`.
+pub(crate) fn check_size(
+    m: &Message,
+    max_record: usize,
+) -> Result<usize, (&'static str, usize, usize)> {
+    const U16: usize = u16::MAX as usize;
+    const U32: usize = u32::MAX as usize;
+    if let Some(k) = m.key.as_ref().filter(|k| k.len() > U32) {
+        return Err(("key", k.len(), U32));
+    }
+    if m.headers.len() > U16 {
+        return Err(("header count", m.headers.len(), U16));
+    }
+    for (n, v) in &m.headers {
+        if n.len() > U16 {
+            return Err(("header name", n.len(), U16));
+        }
+        if v.len() > U32 {
+            return Err(("header value", v.len(), U32));
+        }
+    }
+    let size = HEADER_LEN.saturating_add(body_len(m));
+    let max = max_record.min(MAX_STORED);
+    if size > max {
+        return Err(("record", size, max));
+    }
+    Ok(size)
 }
 
 fn checksum(offset: &[u8], len: &[u8], body: &[u8]) -> u32 {
@@ -196,6 +215,8 @@ impl Cursor<'_> {
 /// allocates more than `data.len()` plus a small constant.
 ///
 /// Returns the message, its offset and the bytes consumed.
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+#[cfg_attr(not(feature = "sim"), allow(dead_code, unreachable_pub))]
 pub fn decode_record(data: &[u8], max_record: usize) -> Option<(u64, Message, usize)> {
     let h: &[u8; HEADER_LEN] = data.get(..HEADER_LEN)?.try_into().ok()?;
     let rest = (data.len() - HEADER_LEN) as u64;
@@ -218,7 +239,7 @@ mod tests {
             .deliver_not_before(9);
         let mut out = BytesMut::new();
         encode(42, &m, &mut out);
-        assert_eq!(out.len(), encoded_len(&m).unwrap());
+        assert_eq!(out.len(), check_size(&m, 1 << 20).unwrap());
         let (off, back, used) = decode_record(&out, 1 << 20).unwrap();
         assert_eq!((off, &back, used), (42, &m, out.len()));
         for i in 0..out.len() {

@@ -4,19 +4,36 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::log::{FORMAT_VERSION, LogConfig, MAGIC, SEG_HEADER, Segment, TailDamage, seg_header};
+use crate::log::{FORMAT_VERSION, LogConfig, MAGIC, SEG_HEADER, Segment};
 use crate::record::{self, HEADER_LEN};
+use crate::report::TailDamage;
 use crate::storage::StorageFile;
 use crate::{Error, Result};
 
-/// Scans one segment. Returns it, the offset after its last record, and tail damage if cut.
+/// What recovering one segment file found.
+pub(crate) enum Recovered {
+    /// The segment, the offset after its last record, and what was cut off its tail.
+    Segment {
+        segment: Segment,
+        end: u64,
+        damage: Option<TailDamage>,
+    },
+    /// The last segment has no complete header (an interrupted roll of an older version, or a
+    /// file cut short): it holds no record.
+    Headerless { bytes: u64 },
+}
+
+/// Scans one segment; cuts a torn tail of the last one (unless read-only).
+///
+/// Records are read whatever the configured maximum record size is: that limit applies to
+/// new sends, and a lower limit on reopen must never turn stored records into "damage".
 pub(crate) fn recover_segment(
     name: &str,
     base: u64,
     file: Arc<dyn StorageFile>,
     cfg: &LogConfig,
     is_last: bool,
-) -> Result<(Segment, u64, Option<TailDamage>)> {
+) -> Result<Recovered> {
     let len = file.len().map_err(Error::io("recover segment"))?;
     let corrupt = |position, offset, reason| Error::Corrupt {
         file: name.to_owned(),
@@ -29,25 +46,7 @@ pub(crate) fn recover_segment(
         if !is_last {
             return Err(corrupt(0, base, "segment header is incomplete"));
         }
-        // A segment created just before a crash: rewrite its header.
-        file.truncate(0).map_err(Error::io("recover segment"))?;
-        file.append(&seg_header(base))
-            .map_err(Error::io("recover segment"))?;
-        file.sync().map_err(Error::io("recover segment"))?;
-        let seg = Segment {
-            name: name.to_owned(),
-            base,
-            file,
-            positions: Vec::new(),
-            size: SEG_HEADER,
-        };
-        let damage = (len > 0).then_some(TailDamage {
-            offset: base,
-            bytes: len,
-            reason: "segment header is incomplete",
-            intact_records_after: false,
-        });
-        return Ok((seg, base, damage));
+        return Ok(Recovered::Headerless { bytes: len });
     }
     file.read_exact_at(&mut h, 0)
         .map_err(Error::io("recover segment"))?;
@@ -74,7 +73,7 @@ pub(crate) fn recover_segment(
     // Length of the record that failed, when its header was readable.
     let mut failed_len = None;
     while pos < len {
-        match check_record(&*file, pos, len, cfg.max_record)? {
+        match check_record(&*file, pos, len)? {
             Ok(header) if header.offset == offset => {
                 positions.push(pos);
                 pos += (HEADER_LEN + header.len) as u64;
@@ -99,7 +98,7 @@ pub(crate) fn recover_segment(
     if let (Some(_), Some(hlen)) = (failure, failed_len) {
         let next = pos + (HEADER_LEN + hlen) as u64;
         intact_after = next < len
-            && matches!(check_record(&*file, next, len, cfg.max_record)?, Ok(h) if h.offset == offset + 1);
+            && matches!(check_record(&*file, next, len)?, Ok(h) if h.offset == offset + 1);
     }
     let mut damage = None;
     if let Some(reason) = failure {
@@ -114,9 +113,11 @@ pub(crate) fn recover_segment(
                 "damaged record followed by intact records (open with repair_damaged_tail to cut here)",
             ));
         }
-        file.truncate(pos)
-            .map_err(Error::io("truncate torn tail"))?;
-        file.sync().map_err(Error::io("truncate torn tail"))?;
+        if !cfg.read_only {
+            file.truncate(pos)
+                .map_err(Error::io("truncate torn tail"))?;
+            file.sync().map_err(Error::io("truncate torn tail"))?;
+        }
         if intact_after {
             tracing::error!(
                 file = name,
@@ -139,7 +140,11 @@ pub(crate) fn recover_segment(
         positions,
         size: pos,
     };
-    Ok((seg, offset, damage))
+    Ok(Recovered::Segment {
+        segment: seg,
+        end: offset,
+        damage,
+    })
 }
 
 /// Validates the record at `pos`: its header, or why it is bad (with its length when the
@@ -148,7 +153,6 @@ fn check_record(
     file: &dyn StorageFile,
     pos: u64,
     len: u64,
-    max_record: usize,
 ) -> Result<Result<record::Header, (&'static str, Option<usize>)>> {
     if len - pos < HEADER_LEN as u64 {
         return Ok(Err((
@@ -159,7 +163,8 @@ fn check_record(
     let mut rh = [0u8; HEADER_LEN];
     file.read_exact_at(&mut rh, pos)
         .map_err(Error::io("recover segment"))?;
-    let header = match record::decode_header(&rh, len - pos - HEADER_LEN as u64, max_record) {
+    let header = match record::decode_header(&rh, len - pos - HEADER_LEN as u64, record::MAX_STORED)
+    {
         Ok(h) => h,
         Err(e) => return Ok(Err((e.reason(), None))),
     };

@@ -27,6 +27,10 @@ struct State {
     durable_names: BTreeMap<String, u64>,
     next_id: u64,
     locked: bool,
+    /// Bumped by every crash: handles from before it are dead (their process is gone).
+    epoch: u64,
+    /// Every mutating operation fails with `ReadOnlyFilesystem` (a read-only mount).
+    read_only: bool,
     syncs: u64,
     /// Mutating operations left before the simulated power cut.
     ops_left: Option<u64>,
@@ -42,14 +46,19 @@ struct State {
 /// file (a torn write), as a power loss would. It is also the in-memory backend of
 /// [`QueueBuilder::build_in_memory`](crate::QueueBuilder::build_in_memory).
 ///
+/// A crash ([`SimDir::crash`], [`SimDir::kill_process`]) also kills every handle made by
+/// [`SimDir::handle`] before it, as it would kill the process that held them: their operations
+/// fail from then on, so a queue still open on them cannot write after the crash (its `Drop`
+/// does nothing), and the test opens a new queue on a new handle.
+///
 /// # Examples
 /// ```
 /// use tierkit_mq::{Durability, Message, Queue, SimDir};
 /// let dir = SimDir::new();
 /// let queue = Queue::builder().durability(Durability::Always).build_with(dir.handle())?;
 /// queue.producer("jobs")?.send(Message::new("resize"))?;
+/// dir.crash(7); // the power goes while the queue is open: no destructor runs first
 /// drop(queue);
-/// dir.crash(7);
 /// let queue = Queue::builder().build_with(dir.handle())?;
 /// assert_eq!(queue.stats("jobs")?.log_end, 1);
 /// # Ok::<(), tierkit_mq::Error>(())
@@ -58,6 +67,8 @@ struct State {
 pub struct SimDir {
     state: Arc<Mutex<State>>,
     fail_sync: Arc<AtomicBool>,
+    /// `Some(epoch)` for a handle: it works only until the next crash.
+    epoch: Option<u64>,
 }
 
 impl fmt::Debug for SimDir {
@@ -79,16 +90,38 @@ impl SimDir {
         Self::default()
     }
 
-    /// A handle for [`QueueBuilder::build_with`](crate::QueueBuilder::build_with).
+    /// A handle for [`QueueBuilder::build_with`](crate::QueueBuilder::build_with), alive until
+    /// the next crash.
     #[must_use]
     pub fn handle(&self) -> Arc<dyn StorageDir> {
-        Arc::new(self.clone())
+        let epoch = self.state.lock().epoch;
+        Arc::new(Self {
+            epoch: Some(epoch),
+            ..self.clone()
+        })
+    }
+
+    /// Fails when this is a handle from before a crash.
+    fn alive(&self) -> io::Result<()> {
+        match self.epoch {
+            Some(e) if e != self.state.lock().epoch => Err(io::Error::other(
+                "simulated crash: this handle's process is gone",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the directory read-only (or writable again): every mutating operation then fails
+    /// with `ReadOnlyFilesystem`, like a read-only mount.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.state.lock().read_only = read_only;
     }
 
     /// Simulates a power loss: unsynced bytes and names are lost, and each file keeps a
     /// `seed`-chosen prefix of its last unsynced write. Also releases the directory lock.
     pub fn crash(&self, seed: u64) {
         let mut st = self.state.lock();
+        st.epoch += 1;
         let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
         st.names = st.durable_names.clone();
         let live: Vec<u64> = st.names.values().copied().collect();
@@ -110,6 +143,12 @@ impl SimDir {
                     kept.extend_from_slice(&last[..keep]);
                 }
             }
+            // Test-only mutants of this simulated disk (`.ci/checks.d/mq.sh`): the power-loss
+            // suite must fail with either of them.
+            #[cfg(tierkit_mutant = "keep_unsynced")]
+            kept.clone_from(&data.current);
+            #[cfg(tierkit_mutant = "drop_synced")]
+            kept.truncate(data.durable.len().saturating_sub(1));
             data.current.clone_from(&kept);
             data.durable = kept;
             data.last_write_start = None;
@@ -133,7 +172,11 @@ impl SimDir {
     }
 
     fn tick(&self) -> io::Result<()> {
+        self.alive()?;
         let mut st = self.state.lock();
+        if st.read_only {
+            return Err(io::Error::from(io::ErrorKind::ReadOnlyFilesystem));
+        }
         match &mut st.ops_left {
             Some(0) => Err(io::Error::other("simulated power cut")),
             Some(n) => {
@@ -145,9 +188,11 @@ impl SimDir {
     }
 
     /// Simulates a process crash (not a power loss): everything written survives, the lock is
-    /// released.
+    /// released, and handles made before it stop working.
     pub fn kill_process(&self) {
-        self.state.lock().locked = false;
+        let mut st = self.state.lock();
+        st.locked = false;
+        st.epoch += 1;
     }
 
     /// Makes every following `sync` fail (or succeed again), to test fsync-failure handling.
@@ -177,6 +222,26 @@ impl SimDir {
                 }
             }
         }
+    }
+
+    /// Bytes all files hold now (what [`SimDir::set_capacity`] limits).
+    #[must_use]
+    pub fn used_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.files.values().map(|f| f.current.len() as u64).sum()
+    }
+
+    /// Names of the files in the directory now.
+    #[must_use]
+    pub fn file_names(&self) -> Vec<String> {
+        self.state.lock().names.keys().cloned().collect()
+    }
+
+    /// Removes `name` (as an operator's `rm` would; durable at once) for corruption tests.
+    pub fn delete(&self, name: &str) {
+        let mut st = self.state.lock();
+        st.names.remove(name);
+        st.durable_names.remove(name);
     }
 
     /// Current length of `name`, if it exists.
@@ -217,9 +282,11 @@ fn splitmix(x: u64) -> u64 {
 
 impl StorageFile for SimFile {
     fn len(&self) -> io::Result<u64> {
+        self.dir.alive()?;
         self.dir.with_file(self.id, |f| f.current.len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.dir.alive()?;
         self.dir.with_file(self.id, |f| {
             let start = usize::try_from(pos).ok().filter(|p| *p <= f.current.len());
             match start.and_then(|s| f.current.get(s..s + buf.len())) {
@@ -263,6 +330,7 @@ impl StorageFile for SimFile {
         })
     }
     fn sync(&self) -> io::Result<()> {
+        self.dir.alive()?;
         if self.dir.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::other("simulated fsync failure"));
         }
@@ -278,9 +346,11 @@ impl StorageFile for SimFile {
 
 impl StorageDir for SimDir {
     fn list(&self) -> io::Result<Vec<String>> {
+        self.alive()?;
         Ok(self.state.lock().names.keys().cloned().collect())
     }
     fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        self.alive()?;
         if create && !self.state.lock().names.contains_key(name) {
             self.tick()?;
         }
@@ -320,6 +390,7 @@ impl StorageDir for SimDir {
         Ok(())
     }
     fn sync_dir(&self) -> io::Result<()> {
+        self.alive()?;
         if self.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::other("simulated fsync failure"));
         }
@@ -329,6 +400,7 @@ impl StorageDir for SimDir {
         Ok(())
     }
     fn try_lock(&self) -> io::Result<bool> {
+        self.alive()?;
         let mut st = self.state.lock();
         if st.locked {
             return Ok(false);
@@ -337,6 +409,9 @@ impl StorageDir for SimDir {
         Ok(true)
     }
     fn unlock(&self) {
-        self.state.lock().locked = false;
+        // A handle from before a crash no longer holds the lock (the crash released it).
+        if self.alive().is_ok() {
+            self.state.lock().locked = false;
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::queue::Topic;
+use crate::topic::Topic;
 use crate::{Queue, Result};
 
 /// A snapshot of one topic.
@@ -46,11 +46,14 @@ pub struct GroupStats {
     /// [`QueueBuilder::retention_age`](crate::QueueBuilder::retention_age)) since this handle
     /// opened.
     pub retention_dropped: u64,
+    /// fsyncs of the group's ack journal by this handle (concurrent acks share them: compare
+    /// with the acks made).
+    pub journal_fsyncs: u64,
 }
 
 pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
     let cfg = &queue.shared.cfg;
-    let now = cfg.clock.now_ms();
+    let now = cfg.clock.unix_millis();
     let end = topic.visible_end(cfg.durability);
     let groups: Vec<_> = topic.groups.lock().values().cloned().collect();
     let mut out = Vec::with_capacity(groups.len());
@@ -85,6 +88,7 @@ pub(crate) fn collect(queue: &Queue, topic: &Arc<Topic>) -> Result<Stats> {
             redeliveries,
             dead_lettered,
             retention_dropped,
+            journal_fsyncs: g.commit.syncs(),
         });
     }
     out.sort_by(|a, b| a.group.cmp(&b.group));

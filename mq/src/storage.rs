@@ -1,6 +1,6 @@
 //! The small file-system trait the log is written through.
 //!
-//! The real implementation is [`StdDir`]; tests plug in [`SimDir`](crate::SimDir), which
+//! The real implementation is [`StdDir`]; tests plug in `SimDir` (feature `sim`), which
 //! models what survives a power loss.
 
 use std::fmt;
@@ -67,20 +67,34 @@ pub trait StorageDir: Send + Sync + fmt::Debug {
     /// # Errors
     /// Any I/O error.
     fn sync_dir(&self) -> io::Result<()>;
-    /// Takes an exclusive lock held until the directory handle is dropped.
+    /// Takes an exclusive lock held until [`StorageDir::unlock`] (or until the process
+    /// exits). It must not depend on a file that can be deleted while it is held.
     ///
     /// Returns `Ok(false)` when someone else holds it.
     ///
     /// # Errors
     /// Any I/O error.
     fn try_lock(&self) -> io::Result<bool>;
-    /// Releases the lock taken by [`StorageDir::try_lock`].
+    /// Takes a shared lock (for a read-only handle): several shared holders may coexist, never
+    /// with an exclusive one. The default takes the exclusive lock.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.try_lock()
+    }
+    /// Releases the lock taken by [`StorageDir::try_lock`] or [`StorageDir::try_lock_shared`].
     fn unlock(&self);
 }
 
 /// A real directory on disk.
+///
+/// Its lock is an `flock` on the directory itself (a read-only handle of it): no lock file that
+/// an operator could delete while a queue runs, and released by the kernel when the process
+/// dies.
 pub struct StdDir {
     path: PathBuf,
+    read_only: bool,
     lock: parking_lot::Mutex<Option<File>>,
 }
 
@@ -102,8 +116,48 @@ impl StdDir {
         fs::create_dir_all(&path)?;
         Ok(Self {
             path,
+            read_only: false,
             lock: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Opens the existing directory at `path` for reading only: files are opened read-only
+    /// (so it works on a read-only mount) and every write fails.
+    ///
+    /// # Errors
+    /// `NotFound` if the directory does not exist, or any I/O error reading it.
+    pub fn read_only(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if !fs::metadata(&path)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        Ok(Self {
+            path,
+            read_only: true,
+            lock: parking_lot::Mutex::new(None),
+        })
+    }
+
+    fn lock_with(&self, shared: bool) -> io::Result<bool> {
+        // A read-only handle of the directory itself: works on a read-only mount, and the
+        // lock cannot be undone by unlinking a file.
+        let dir = File::open(&self.path)?;
+        let taken = if shared {
+            dir.try_lock_shared()
+        } else {
+            dir.try_lock()
+        };
+        match taken {
+            Ok(()) => {
+                *self.lock.lock() = Some(dir);
+                Ok(true)
+            }
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 
@@ -142,11 +196,15 @@ impl StorageDir for StdDir {
         Ok(out)
     }
     fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
-            .open(self.path.join(name))?;
+        let file = if self.read_only {
+            OpenOptions::new().read(true).open(self.path.join(name))?
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(create)
+                .open(self.path.join(name))?
+        };
         Ok(Arc::new(StdFile(file)))
     }
     fn remove(&self, name: &str) -> io::Result<()> {
@@ -159,20 +217,10 @@ impl StorageDir for StdDir {
         File::open(&self.path)?.sync_all()
     }
     fn try_lock(&self) -> io::Result<bool> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.path.join("LOCK"))?;
-        match file.try_lock() {
-            Ok(()) => {
-                *self.lock.lock() = Some(file);
-                Ok(true)
-            }
-            Err(fs::TryLockError::WouldBlock) => Ok(false),
-            Err(fs::TryLockError::Error(e)) => Err(e),
-        }
+        self.lock_with(false)
+    }
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.lock_with(true)
     }
     fn unlock(&self) {
         *self.lock.lock() = None;

@@ -1,6 +1,7 @@
 //! Replica choice through a `tierkit-lb` policy (optional; the default is round robin).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use tierkit_lb::{Backend, BackendId, Balancer, BalancerStats, Context, Lease, Policy};
 
@@ -43,17 +44,31 @@ impl<P: Policy<NodeId>> ReadBalancer for Balancer<NodeId, P> {
     }
 }
 
-/// Builds the balancer for the initial replicas.
-pub(crate) type ReadBalancerFactory =
-    Box<dyn FnOnce(&[NodeId]) -> Result<Box<dyn ReadBalancer>, tierkit_lb::Error> + Send>;
+/// Builds the balancer for the initial replicas, on the set's clock.
+pub(crate) type ReadBalancerFactory = Box<
+    dyn FnOnce(&[NodeId], Arc<dyn crate::Clock>) -> Result<Box<dyn ReadBalancer>, tierkit_lb::Error>
+        + Send,
+>;
+
+/// The set's clock, as the balancer's clock: one time for everything inside the set.
+#[derive(Debug, Clone)]
+struct SetClock(Arc<dyn crate::Clock>);
+
+impl tierkit_lb::Clock for SetClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.0.now_nanos()
+    }
+}
 
 pub(crate) fn factory<P: Policy<NodeId>>(policy: P) -> ReadBalancerFactory {
-    Box::new(move |replicas: &[NodeId]| {
+    Box::new(move |replicas: &[NodeId], clock: Arc<dyn crate::Clock>| {
         // Health and freshness are the replica set's job: the balancer only balances among
         // the replicas it is allowed to use, so its own panic threshold is off.
         let lb = Balancer::builder(policy)
             .backends(replicas.iter().map(|&id| Backend::new(backend_id(id), id)))
             .panic_threshold(0)
+            .clock(SetClock(clock))
             .build()?;
         Ok(Box::new(lb) as Box<dyn ReadBalancer>)
     })

@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::NodeId;
+use crate::{Epoch, NodeId};
 
 /// What can go wrong routing a request or changing the replica set.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -9,6 +9,47 @@ pub enum Error {
     /// A write was requested and there is no primary (it failed and none was promoted yet).
     #[error("no primary: writes are unavailable until a replica is promoted")]
     NoPrimary,
+    /// A write was requested while the primary is marked down or its engine reports it
+    /// read-only: it fails fast instead of reaching a node that cannot take it.
+    #[error("primary {node} is unavailable for writes (down or read-only)")]
+    PrimaryUnavailable {
+        /// The primary.
+        node: NodeId,
+    },
+    /// A write was requested while a promotion waits for the engine to confirm the candidate
+    /// writable.
+    #[error("{candidate} is being promoted ({epoch}); writes resume when the engine confirms")]
+    Promoting {
+        /// The replica being promoted.
+        candidate: NodeId,
+        /// The epoch it will lead.
+        epoch: Epoch,
+    },
+    /// A promotion was completed or aborted after another change superseded it.
+    #[error("the promotion to {epoch} is no longer current (now {current})")]
+    StalePromotion {
+        /// The promotion's epoch.
+        epoch: Epoch,
+        /// The set's epoch now.
+        current: Epoch,
+    },
+    /// The promotion hook failed; the promotion was aborted (the set has no primary).
+    #[error("promotion of {candidate} failed: {reason}")]
+    PromotionFailed {
+        /// The candidate.
+        candidate: NodeId,
+        /// The hook's error.
+        reason: String,
+    },
+    /// The engine (through an adapter such as [`pg`](crate#crate-features)) reported an error.
+    #[error("engine error{}: {message}", sqlstate.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Engine {
+        /// The engine's message.
+        message: String,
+        /// The engine's error code, if it sent one (PostgreSQL's SQLSTATE: `25006` is
+        /// "read-only transaction").
+        sqlstate: Option<String>,
+    },
     /// The set has no node at all that could serve the request.
     #[error("no node can serve the request: {0}")]
     NoNode(&'static str),

@@ -33,39 +33,70 @@
 //! Replica choice among the eligible replicas is round robin by default, or any `tierkit-lb`
 //! policy ([`ReplicaSetBuilder::read_policy`]), for example least latency.
 //!
+//! ## Failover that acts
+//! [`ReplicaSet::check_failover`] starts a promotion: the old primary is fenced, the epoch
+//! moves on, and writes fail fast ([`Error::Promoting`]) until the engine confirms the
+//! candidate takes writes ([`ReplicaSet::complete_promotion`]). With the `tokio` feature a
+//! promotion hook does that (`PromotionHook`; `pg::Promote` calls `pg_promote()`), and
+//! `monitor` drives everything. Each step is an [`Event`] ([`ReplicaSet::on_event`]).
+//!
 //! ## Crate features
-//! - `sim`: an in-memory replicated key-value store ([`sim`]) for tests and examples.
-//! - `tokio`: async position probes and health checks (`monitor`, `PositionProbe`) and
-//!   `ReplicaSet::route_waiting`.
+//! - `sim`: an in-memory replicated key-value store (`sim`) for tests and examples.
+//! - `tokio`: async position probes and health checks (`monitor`, `PositionProbe`), the
+//!   promotion hook (`PromotionHook`, `ReplicaSet::failover`), waiting routes
+//!   (`ReplicaSet::route_waiting`, `ReplicaSet::route_write_waiting`) and event subscriptions
+//!   (`ReplicaSet::subscribe`).
+//! - `postgres` (implies `tokio`): the PostgreSQL adapter (`pg`): connections, a probe of
+//!   receive/replay LSNs and `pg_is_in_recovery()`, write and read helpers that return the
+//!   token after `COMMIT` and the position actually served, promotion through `pg_promote()`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod balance;
-mod clock;
+mod config;
 mod consistency;
 mod error;
+mod events;
+mod health;
+#[cfg(feature = "tokio")]
+mod hook;
 #[cfg(feature = "tokio")]
 mod monitor;
 mod node;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod pg;
 mod position;
 mod promote;
+mod read;
 mod route;
 mod set;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+mod topology;
+#[cfg(feature = "tokio")]
+mod wait;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{BoundFallback, Config};
 pub use consistency::{Consistency, Intent};
 pub use error::{Error, Result};
+pub use events::Event;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use hook::PromotionHook;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use monitor::{MonitorOptions, PositionProbe, monitor, monitor_once};
 pub use node::{NodeStats, Role};
-pub use position::{Epoch, NodeId, Position, SessionToken};
-pub use promote::{LostWrites, Promotion};
+pub use position::{Epoch, NodeId, Observation, Position, SessionToken};
+pub use promote::{LostWrites, PendingPromotion, Promotion};
 pub use route::{Fallback, Route};
-pub use set::{Config, ReplicaSet, ReplicaSetBuilder};
+pub use set::{ReplicaSet, ReplicaSetBuilder};
+pub use tierkit_core::{Clock, ManualClock, SystemClock};
 
-// The README's examples compile and run as doctests.
-#[cfg(doctest)]
+// The README's examples compile and run as doctests (one uses the PostgreSQL adapter).
+#[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

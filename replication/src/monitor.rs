@@ -1,20 +1,23 @@
-//! Async position probes and health checks, and read-your-writes routes that wait for a replica.
+//! Async position probes and health checks, automatic failover through the promotion hook,
+//! and probes on demand for waiting reads (feature `tokio`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Consistency, Intent, NodeId, Position, ReplicaSet, Result, Route};
+use crate::{NodeId, Observation, ReplicaSet, Result};
 
-/// Asks a node for its replication position: `pg_current_wal_lsn()` on a PostgreSQL primary,
-/// `pg_last_wal_replay_lsn()` on a replica, `@@gtid_executed` on MySQL. A failed probe counts as
-/// a failed health check.
+/// Asks a node where it is: its applied position (`pg_last_wal_replay_lsn()` on a PostgreSQL
+/// replica, the WAL insert position on a primary), its received position
+/// (`pg_last_wal_receive_lsn()`) and whether it takes writes (`pg_is_in_recovery()`). A
+/// failed probe counts as a failed health check. A probe that only knows a position returns
+/// `Ok(position.into())`.
 pub trait PositionProbe<C>: Send + Sync {
     /// The probe's error type.
     type Error: std::fmt::Display + Send;
 
-    /// The node's current position.
-    fn position(&self, node: &C) -> impl Future<Output = Result<Position, Self::Error>> + Send;
+    /// What the node reports now.
+    fn observe(&self, node: &C) -> impl Future<Output = Result<Observation, Self::Error>> + Send;
 }
 
 /// What a [`monitor`] round does.
@@ -25,8 +28,11 @@ pub struct MonitorOptions {
     pub interval: Duration,
     /// A probe slower than this counts as failed (default 500 ms).
     pub timeout: Duration,
-    /// Whether each round ends with [`ReplicaSet::check_failover`] (default true).
+    /// Whether each round ends with [`ReplicaSet::failover`] (default true).
     pub auto_failover: bool,
+    /// The least time between two rounds asked for by waiting reads
+    /// ([`ReplicaSet::request_probe`]; default 1 ms), so waiters cannot flood the nodes.
+    pub on_demand_gap: Duration,
 }
 
 impl Default for MonitorOptions {
@@ -35,6 +41,7 @@ impl Default for MonitorOptions {
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
             auto_failover: true,
+            on_demand_gap: Duration::from_millis(1),
         }
     }
 }
@@ -60,11 +67,20 @@ impl MonitorOptions {
         self.auto_failover = on;
         self
     }
+
+    /// Sets the least time between two on-demand rounds.
+    #[must_use]
+    pub fn on_demand_gap(mut self, gap: Duration) -> Self {
+        self.on_demand_gap = gap;
+        self
+    }
 }
 
-/// One round: probes every node in turn, each bounded by the timeout; a successful probe reports
-/// the position and counts toward `rise`, a failed probe marks the node down at once, a timeout
-/// counts toward `fall`; then checks for a due failover. Returns the promotion if one happened.
+/// One round: probes every node in turn, each bounded by the timeout; a successful probe
+/// reports its observation and counts toward `rise`, a failed probe marks the node down at
+/// once, a timeout counts toward `fall`; then, with `auto_failover`, runs
+/// [`ReplicaSet::failover`] (which calls the promotion hook). Returns the promotion if one
+/// finished; every promotion is also an [`Event`](crate::Event).
 pub async fn monitor_once<C, P>(
     set: &ReplicaSet<C>,
     probe: &P,
@@ -74,10 +90,30 @@ where
     C: Send + Sync,
     P: PositionProbe<C>,
 {
+    probe_round(set, probe, options).await;
+    if !options.auto_failover {
+        return None;
+    }
+    match set.failover().await {
+        Ok(promotion) => promotion,
+        Err(e) => {
+            tracing::warn!(error = %e, "automatic failover did not happen");
+            None
+        }
+    }
+}
+
+async fn probe_round<C, P>(set: &ReplicaSet<C>, probe: &P, options: MonitorOptions)
+where
+    C: Send + Sync,
+    P: PositionProbe<C>,
+{
     for (id, handle) in set.handles() {
-        match tokio::time::timeout(options.timeout, probe.position(&handle)).await {
-            Ok(Ok(position)) => {
-                let _ = set.report_position(id, position);
+        // Taken before asking: the node was at most where it answers at this time.
+        let at = set.clock.now_nanos();
+        match tokio::time::timeout(options.timeout, probe.observe(&handle)).await {
+            Ok(Ok(observation)) => {
+                let _ = set.report_observation(id, observation, Some(at));
                 let _ = set.report_health(id, true);
             }
             Ok(Err(e)) => {
@@ -92,31 +128,35 @@ where
             }
         }
     }
-    if options.auto_failover {
-        match set.check_failover() {
-            Ok(promotion) => promotion,
-            Err(e) => {
-                tracing::warn!(error = %e, "automatic failover refused");
-                None
-            }
-        }
-    } else {
-        None
-    }
+    // Waiting reads re-check even if no position moved.
+    set.advanced.notify_waiters();
 }
 
-/// Runs [`monitor_once`] every `options.interval` until the future is dropped (cancel it by
-/// dropping, or run it in `tokio::spawn` and abort the task).
+/// Runs [`monitor_once`] every `options.interval`, and a probe round (no failover check) as
+/// soon as a waiting read asks for one ([`ReplicaSet::request_probe`]), until the future is
+/// dropped (cancel it by dropping, or run it in `tokio::spawn` and abort the task).
 pub async fn monitor<C, P>(set: Arc<ReplicaSet<C>>, probe: P, options: MonitorOptions)
 where
     C: Send + Sync,
     P: PositionProbe<C>,
 {
-    let mut tick = tokio::time::interval(options.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
-        monitor_once(&set, &probe, options).await;
+        let wanted = set.probe_wanted.notified();
+        match tokio::time::timeout_at(next, wanted).await {
+            Ok(()) => {
+                probe_round(&set, &probe, options).await;
+                tokio::time::sleep(options.on_demand_gap).await;
+            }
+            Err(_) => {
+                monitor_once(&set, &probe, options).await;
+                let now = tokio::time::Instant::now();
+                // `interval` may be huge (periodic rounds off): no deadline then.
+                next = now
+                    .checked_add(options.interval)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+            }
+        }
     }
 }
 
@@ -132,33 +172,20 @@ impl<C> ReplicaSet<C> {
             .collect()
     }
 
-    /// Like [`route`](Self::route), but a `ReadYourWrites` or `MonotonicReads` read that no
-    /// replica can serve yet waits up to `wait` for one to catch up (woken by
-    /// [`report_position`](Self::report_position)) before falling back to the primary, as
-    /// MaxScale's causal reads and MySQL Router's `wait_for_my_writes` do. Cancellation-safe.
-    ///
-    /// # Errors
-    /// As [`route`](Self::route).
-    pub async fn route_waiting(&self, intent: Intent, wait: Duration) -> Result<Route<'_, C>> {
-        let waits = matches!(
-            intent,
-            Intent::Read(Consistency::ReadYourWrites(_) | Consistency::MonotonicReads(_))
-        );
-        let first = self.route(intent)?;
-        if !waits || !first.is_primary() || first.fallback().is_none() {
-            return Ok(first);
-        }
-        drop(first);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let advanced = self.advanced.notified();
-            let route = self.route(intent)?;
-            if !route.is_primary() || route.fallback().is_none() {
-                return Ok(route);
-            }
-            if tokio::time::timeout_at(deadline, advanced).await.is_err() {
-                return Ok(route);
-            }
+    /// Asks a running [`monitor`] for a probe round now (coalesced; at most one per
+    /// `on_demand_gap`). Waiting reads call it, so a replica that catches up in a millisecond
+    /// serves them a millisecond later, not at the next periodic round.
+    pub fn request_probe(&self) {
+        self.probe_wanted.notify_one();
+    }
+
+    /// Every [`Event`](crate::Event) from now on, through a tokio broadcast channel (a receiver
+    /// that falls more than 64 events behind sees `RecvError::Lagged`).
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::Event> {
+        match &self.listeners.channel {
+            Some(tx) => tx.subscribe(),
+            None => tokio::sync::broadcast::channel(1).1,
         }
     }
 }

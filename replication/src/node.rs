@@ -1,6 +1,6 @@
 //! Per-node hot state and its public snapshot.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -22,7 +22,13 @@ pub enum Role {
 /// membership changes and promotions.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
+    /// The position whose data the node serves (applied / replayed).
     pub(crate) position: CachePadded<AtomicU64>,
+    /// The position the node has received and made durable (0 = unknown); at promotion an
+    /// engine applies everything received, so this is what survives a failover.
+    pub(crate) received: AtomicU64,
+    /// What the engine last said about writability: [`UNKNOWN`], [`WRITABLE`] or [`READ_ONLY`].
+    pub(crate) engine: AtomicU8,
     /// Routes handed out (reads = started - writes) and finished (in flight = the difference).
     pub(crate) started: CachePadded<AtomicU64>,
     pub(crate) finished: CachePadded<AtomicU64>,
@@ -35,6 +41,13 @@ pub(crate) struct NodeState {
     pub(crate) failures: AtomicU64,
     pub(crate) fallback_reads: AtomicU64,
 }
+
+/// The engine has not said whether the node takes writes.
+pub(crate) const UNKNOWN: u8 = 0;
+/// The engine says the node takes writes (`pg_is_in_recovery()` is false).
+pub(crate) const WRITABLE: u8 = 1;
+/// The engine says the node is read-only (in recovery).
+pub(crate) const READ_ONLY: u8 = 2;
 
 impl NodeState {
     pub(crate) fn new(position: Position) -> Self {
@@ -56,6 +69,12 @@ impl NodeState {
             .saturating_sub(finished)
     }
 
+    /// The most advanced position the node is known to hold: what survives if it is
+    /// promoted now.
+    pub(crate) fn durable(&self) -> Position {
+        Position(self.received.load(Ordering::Acquire).max(self.position().0))
+    }
+
     #[inline]
     pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
@@ -74,6 +93,11 @@ pub struct NodeStats {
     pub healthy: bool,
     /// Its last known replication position.
     pub position: Position,
+    /// The position it has received (`pg_last_wal_receive_lsn()`), when its probe reports one.
+    pub received: Option<Position>,
+    /// What the engine last said: `Some(true)` writable, `Some(false)` read-only, `None` not
+    /// reported.
+    pub writable: Option<bool>,
     /// Positions behind the primary's last known position (0 for the primary).
     pub lag: u64,
     /// How long ago the primary made the oldest write this node has not applied, when the set's

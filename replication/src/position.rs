@@ -69,3 +69,53 @@ impl SessionToken {
         }
     }
 }
+
+/// What a probe learned about a node: the position it serves, the position it has received,
+/// and whether the engine takes writes on it.
+///
+/// A probe that only knows one position converts it: `Observation::from(Position(7))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Observation {
+    /// The position whose data the node serves: `pg_last_wal_replay_lsn()` on a PostgreSQL
+    /// replica, the current WAL insert position on a primary.
+    pub applied: Position,
+    /// The position the node has received and made durable but may not have applied yet
+    /// (`pg_last_wal_receive_lsn()`). Lost-write reports use it: at promotion the engine
+    /// applies everything received.
+    pub received: Option<Position>,
+    /// Whether the engine takes writes on the node (`Some(!pg_is_in_recovery())`).
+    pub writable: Option<bool>,
+}
+
+impl Observation {
+    /// An observation of `applied` only.
+    #[must_use]
+    pub fn new(applied: Position) -> Self {
+        Observation {
+            applied,
+            received: None,
+            writable: None,
+        }
+    }
+
+    /// Sets the received position.
+    #[must_use]
+    pub fn received(mut self, received: Position) -> Self {
+        self.received = Some(received);
+        self
+    }
+
+    /// Sets what the engine says about writability.
+    #[must_use]
+    pub fn writable(mut self, writable: bool) -> Self {
+        self.writable = Some(writable);
+        self
+    }
+}
+
+impl From<Position> for Observation {
+    fn from(applied: Position) -> Self {
+        Observation::new(applied)
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use arc_swap::Guard;
 
 use crate::node::NodeState;
-use crate::set::{Member, Topology};
+use crate::topology::{Member, Topology};
 use crate::{Epoch, NodeId, Position, ReplicaSet, Role, SessionToken};
 
 /// Why a read went to the primary instead of a replica.
@@ -37,6 +37,10 @@ pub struct Route<'a, C> {
     pub(crate) index: usize,
     pub(crate) fallback: Option<Fallback>,
     pub(crate) position: Position,
+    /// A bounded read served by a replica past its bound (`BoundFallback::StaleReplica`).
+    pub(crate) beyond_bound: bool,
+    /// For writes: a clock reading taken when the write was routed.
+    pub(crate) started_at: u64,
     /// The read balancer's lease, when a `tierkit-lb` policy chose this replica.
     pub(crate) read_lease: Option<tierkit_lb::Lease<NodeId>>,
 }
@@ -54,6 +58,12 @@ impl<C> Route<'_, C> {
     #[must_use]
     pub fn node(&self) -> &C {
         &self.member().handle
+    }
+
+    /// The node's handle, shared (to keep it beyond the route, or alongside it).
+    #[must_use]
+    pub fn handle(&self) -> Arc<C> {
+        self.member().handle.clone()
     }
 
     /// The node's id.
@@ -86,11 +96,43 @@ impl<C> Route<'_, C> {
         self.fallback
     }
 
-    /// The node's known position when routed: record it to make the session's next reads
-    /// monotonic ([`Consistency::MonotonicReads`](crate::Consistency::MonotonicReads)).
+    /// The node's last *known* position when routed: a lower bound of what it serves. For
+    /// monotonic reads record the position the read actually served instead
+    /// ([`served`](Self::served)): a node is usually ahead of what the router last heard.
     #[must_use]
     pub fn position(&self) -> Position {
         self.position
+    }
+
+    /// Whether a bounded-staleness read was served by a replica past its bound, as
+    /// [`BoundFallback::StaleReplica`](crate::BoundFallback::StaleReplica) allows (never with
+    /// the default [`BoundFallback::Primary`](crate::BoundFallback::Primary)).
+    #[must_use]
+    pub fn beyond_bound(&self) -> bool {
+        self.beyond_bound
+    }
+
+    /// A read succeeded and served data at `position`: for PostgreSQL,
+    /// `pg_last_wal_replay_lsn()` read in the same transaction as the query on a replica (the
+    /// WAL insert position on a primary). Records it as the node's position and returns it:
+    /// keep the largest a session has seen and pass it to
+    /// [`Consistency::MonotonicReads`](crate::Consistency::MonotonicReads), so the session
+    /// never reads older data than it already has.
+    pub fn served(self, position: Position) -> Position {
+        // The node holds at least this much. (No sample of the primary's history: reads take
+        // no clock reading, and a time taken now would be later than the position's.)
+        let before = self
+            .state()
+            .position
+            .fetch_max(position.0, Ordering::AcqRel);
+        #[cfg(feature = "tokio")]
+        if position.0 > before {
+            self.set.advanced.notify_waiters();
+        }
+        #[cfg(not(feature = "tokio"))]
+        let _ = before;
+        self.success();
+        position
     }
 
     /// The request succeeded.
@@ -118,33 +160,29 @@ impl<C> Route<'_, C> {
         let state = self.state();
         state.failures.fetch_add(1, Ordering::Relaxed);
         let failures = state.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if failures >= self.set.config.fall && state.healthy.swap(false, Ordering::AcqRel) {
-            let now = u64::try_from(self.set.clock.now().as_nanos())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            state.down_since.store(now, Ordering::Release);
-            state.consecutive_successes.store(0, Ordering::Release);
-            tracing::warn!(
-                node = self.id().0,
-                failures,
-                "node marked down after consecutive failures"
-            );
+        if failures >= self.set.config.fall {
+            self.set.mark(&self.topology, self.index, false);
         }
     }
 
-    /// A write committed at `position` on the primary: records the primary's new position and
-    /// returns the token the session passes to its next reads.
+    /// A write committed; `position` is the primary's position read *after* the commit was
+    /// acknowledged (for PostgreSQL, `pg_current_wal_insert_lsn()` in a statement after
+    /// `COMMIT`, never inside the transaction: a position read before the commit record is
+    /// written is behind the write, and a replica at that position lacks it). Records the
+    /// primary's new position and returns the token the session passes to its next reads.
     pub fn committed(self, position: Position) -> SessionToken {
         let state = self.state();
         state.position.fetch_max(position.0, Ordering::AcqRel);
         state.consecutive_failures.store(0, Ordering::Release);
-        if self.is_primary() {
-            self.set.record_primary_position(position);
+        if self.topology.primary == Some(self.index) {
+            self.set.record_primary_position(position, self.started_at);
         }
+        #[cfg(feature = "tokio")]
+        self.set.advanced.notify_waiters();
         SessionToken {
             epoch: self.epoch(),
             position,
-            written_at: self.set.clock.now(),
+            written_at: std::time::Duration::from_nanos(self.set.clock.now_nanos()),
         }
     }
 }

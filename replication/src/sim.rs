@@ -254,6 +254,14 @@ fn position(applied: usize) -> Position {
 }
 
 impl SimNode {
+    /// Makes this node the primary ([`SimCluster::promote`]).
+    ///
+    /// # Errors
+    /// As [`SimCluster::promote`].
+    pub fn promote(&self) -> Result<Position, SimError> {
+        self.cluster.promote(self.index)
+    }
+
     /// The node's index.
     #[must_use]
     pub fn index(&self) -> usize {
@@ -318,5 +326,30 @@ impl SimNode {
             return Err(SimError::Down(self.index));
         }
         Ok(position(n.applied))
+    }
+}
+
+/// The promotion hook of the simulation: [`SimNode::promote`], reporting the new primary's
+/// position as where its history ended.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimPromote;
+
+#[cfg(feature = "tokio")]
+impl crate::PromotionHook<SimNode> for SimPromote {
+    type Error = SimError;
+
+    async fn promote(&self, node: &SimNode) -> Result<Option<Position>, SimError> {
+        node.promote().map(Some)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl crate::PositionProbe<SimNode> for SimPromote {
+    type Error = SimError;
+
+    async fn observe(&self, node: &SimNode) -> Result<crate::Observation, SimError> {
+        node.position().map(crate::Observation::from)
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use tierkit_cache::{CacheBuilder, ConcurrentCache, LoadError, LoadOutcome, LruCache};
 
@@ -24,9 +23,8 @@ fn cache() -> Arc<Lru<u32, String>> {
     Arc::new(ConcurrentCache::with_builder(&CacheBuilder::new(100).shards(4)).unwrap())
 }
 
-/// Every caller blocks until all `n` have started; the loader then waits for a short while so
-/// that the others are queued behind it (a timing aid only: the count assertions hold for any
-/// interleaving, since late callers hit the cache).
+/// Every caller blocks until all `n` have started; the loader then waits until the other `n - 1`
+/// have joined its flight (`load_waiters`), so every one of them shares it.
 #[test]
 fn sync_single_flight_runs_the_loader_once() {
     const N: usize = 16;
@@ -41,7 +39,9 @@ fn sync_single_flight_runs_the_loader_once() {
                 barrier.wait();
                 cache.get_or_load(1, || {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    thread::sleep(Duration::from_millis(50));
+                    while cache.load_waiters(&1) < N - 1 {
+                        thread::yield_now();
+                    }
                     Ok::<_, Boom>("one".to_string())
                 })
             })
@@ -62,20 +62,16 @@ fn sync_error_reaches_every_waiter_and_is_not_cached() {
     const N: usize = 16;
     let cache = cache();
     let calls = Arc::new(AtomicUsize::new(0));
-    let arrived = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..N)
         .map(|_| {
-            let (cache, calls, arrived) =
-                (Arc::clone(&cache), Arc::clone(&calls), Arc::clone(&arrived));
+            let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
             thread::spawn(move || {
-                arrived.fetch_add(1, Ordering::SeqCst);
                 cache.get_or_load(1, || {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    // Fail only once every caller is about to join (plus a margin to join).
-                    while arrived.load(Ordering::SeqCst) < N {
+                    // Fail only once every other caller has joined this load.
+                    while cache.load_waiters(&1) < N - 1 {
                         thread::yield_now();
                     }
-                    thread::sleep(Duration::from_millis(50));
                     Err::<String, _>(Boom(7))
                 })
             })
@@ -108,7 +104,9 @@ fn waiters_share_the_same_error_instance() {
         thread::spawn(move || {
             cache.get_or_load(9, || {
                 gate.wait(); // the waiter is about to join
-                thread::sleep(Duration::from_millis(100));
+                while cache.load_waiters(&9) < 1 {
+                    thread::yield_now();
+                }
                 Err::<String, _>(Boom(9))
             })
         })
@@ -132,7 +130,9 @@ fn a_panicking_loader_does_not_strand_waiters() {
         thread::spawn(move || {
             cache.get_or_load(5, || -> Result<String, Boom> {
                 gate.wait();
-                thread::sleep(Duration::from_millis(100));
+                while cache.load_waiters(&5) < 1 {
+                    thread::yield_now();
+                }
                 panic!("loader exploded");
             })
         })
@@ -244,8 +244,7 @@ fn outcome_tells_a_hit_from_a_load() {
 }
 
 /// A caller that arrives while another's loader runs never runs its own: it joins that load
-/// (`Joined`), or, if the load finished just before it registered, finds the value (`Hit`). The
-/// 50 ms wait makes `Joined` the usual case; the assertions hold for any interleaving.
+/// (`Joined`; the loader finishes only once the caller waits on it).
 #[test]
 fn outcome_of_a_caller_that_shares_a_load() {
     let cache = cache();
@@ -255,7 +254,9 @@ fn outcome_of_a_caller_that_shares_a_load() {
         thread::spawn(move || {
             cache.get_or_load_with_outcome(5, || {
                 release.wait();
-                thread::sleep(Duration::from_millis(50));
+                while cache.load_waiters(&5) < 1 {
+                    thread::yield_now();
+                }
                 Ok::<_, Boom>("five".to_string())
             })
         })
@@ -266,11 +267,7 @@ fn outcome_of_a_caller_that_shares_a_load() {
             panic!("the leader's load is in flight")
         })
         .unwrap();
-    assert_eq!(v, "five");
-    assert!(
-        matches!(how, LoadOutcome::Joined | LoadOutcome::Hit),
-        "{how:?}"
-    );
+    assert_eq!((v.as_str(), how), ("five", LoadOutcome::Joined));
     let (v, how) = leader.join().unwrap().unwrap();
     assert_eq!((v.as_str(), how), ("five", LoadOutcome::Loaded));
 }
@@ -356,11 +353,10 @@ fn async_single_flight_runs_the_loader_once() {
                 })
             })
             .collect();
-        // Let every task reach the flight, then release the loader.
-        while calls.load(Ordering::SeqCst) == 0 {
+        // Let every other task join the flight, then release the loader.
+        while cache.load_waiters(&1) < N - 1 {
             tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
         release.send(true).unwrap();
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap(), "one");
@@ -398,20 +394,21 @@ fn async_cancelling_the_leader_does_not_cancel_the_load() {
                 tokio::spawn(async move { cache.get_or_load_async(7, loader).await })
             })
             .collect();
-        // A waiter that gives up early changes nothing either.
-        let impatient = {
-            let cache = Arc::clone(&cache);
-            let loader = make_loader(Arc::clone(&calls), wait.clone());
-            async move {
-                tokio::time::timeout(
-                    Duration::from_millis(10),
-                    cache.get_or_load_async(7, loader),
-                )
-                .await
-            }
-        };
-        assert!(impatient.await.is_err());
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        while cache.load_waiters(&7) < 8 {
+            tokio::task::yield_now().await;
+        }
+        // A waiter that gives up early (dropped once it waits) changes nothing either.
+        let loader = make_loader(Arc::clone(&calls), wait.clone());
+        tokio::select! {
+            biased;
+            _ = cache.get_or_load_async(7, loader) => panic!("the load is held back"),
+            () = async {
+                while cache.load_waiters(&7) < 9 {
+                    tokio::task::yield_now().await;
+                }
+            } => {}
+        }
+        assert_eq!(cache.load_waiters(&7), 8);
         leader.abort();
         assert!(leader.await.unwrap_err().is_cancelled());
         release.send(true).unwrap();
@@ -428,22 +425,28 @@ fn async_cancelling_the_leader_does_not_cancel_the_load() {
 fn async_load_completes_even_if_every_caller_is_gone() {
     runtime().block_on(async {
         let cache = cache();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
         let loader = async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let _ = done_tx.send(());
+            let _ = started_tx.send(());
+            go_rx.await.unwrap();
             Ok::<_, Boom>("orphan".to_string())
         };
-        let r = tokio::time::timeout(Duration::from_millis(1), cache.get_or_load_async(2, loader))
-            .await;
-        assert!(r.is_err());
-        done_rx.await.unwrap();
-        // The task caches right after finishing the loader.
-        for _ in 0..100 {
-            if cache.contains(&2) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        // The only caller goes away while its loader runs.
+        tokio::select! {
+            _ = cache.get_or_load_async(2, loader) => panic!("the load is held back"),
+            started = started_rx => started.unwrap(),
+        }
+        go_tx.send(()).unwrap();
+        // The spawned task caches right after the loader finishes.
+        let mut spins = 0u64;
+        while !cache.contains(&2) {
+            spins += 1;
+            assert!(
+                spins < 100_000_000,
+                "the orphaned load never cached its value"
+            );
+            tokio::task::yield_now().await;
         }
         assert_eq!(cache.get(&2).as_deref(), Some("orphan"));
     });
@@ -470,10 +473,9 @@ fn async_error_is_shared_and_not_cached() {
                 })
             })
             .collect();
-        while calls.load(Ordering::SeqCst) == 0 {
+        while cache.load_waiters(&1) < 7 {
             tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
         release.send(true).unwrap();
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap_err().error(), Some(&Boom(1)));
@@ -496,9 +498,13 @@ fn async_loader_panic_reaches_its_caller_and_waiters_recover() {
         let leader = {
             let (cache, started) = (Arc::clone(&cache), Arc::clone(&started));
             tokio::spawn(async move {
+                let watched = Arc::clone(&cache);
                 let loader = async move {
                     started.notify_one();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Explode only once the other caller waits on this load.
+                    while watched.load_waiters(&3) < 1 {
+                        tokio::task::yield_now().await;
+                    }
                     if true {
                         panic!("async loader exploded");
                     }
@@ -529,7 +535,9 @@ fn sync_and_async_callers_share_a_flight() {
             cache.get_or_load(8, || {
                 calls.fetch_add(1, Ordering::SeqCst);
                 gate.wait();
-                thread::sleep(Duration::from_millis(100));
+                while cache.load_waiters(&8) < 1 {
+                    thread::yield_now();
+                }
                 Ok::<_, Boom>("shared".to_string())
             })
         })
@@ -631,7 +639,9 @@ fn async_without_runtime_hands_the_load_over_when_the_leader_is_dropped() {
         let cache = Arc::clone(&cache);
         thread::spawn(move || cache.get_or_load(4, || Ok::<_, Boom>("taken over".to_string())))
     };
-    thread::sleep(Duration::from_millis(50)); // let the waiter join the flight
+    while cache.load_waiters(&4) < 1 {
+        thread::yield_now(); // until the waiter has joined the flight
+    }
     drop(leader);
     assert_eq!(waiter.join().unwrap().unwrap(), "taken over");
     let v = block_on(cache.get_or_load_async(4, async { Ok::<_, Boom>("unused".to_string()) }));

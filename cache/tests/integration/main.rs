@@ -6,10 +6,14 @@
 #[global_allocator]
 static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllocator;
 
+mod api;
 mod concurrent;
 mod hit_ratio;
+mod listeners;
 mod loader;
 mod model;
 mod policies;
+#[cfg(feature = "redis")]
+mod remote;
 mod store;
 mod ttl;

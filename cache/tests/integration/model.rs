@@ -1,9 +1,10 @@
 //! Every policy against a naive reference model (vectors and linear scans, obviously correct),
-//! over random operation sequences: inserts with and without TTL, lookups, removals, clears,
-//! clock advances and weights. After every step the returned value, the live contents, `len`,
+//! over random operation sequences: inserts with and without TTL, time-to-idle (a default, and a
+//! per-entry `Expiry` policy), `try_insert`, lookups, removals, clears, clock advances and
+//! weights. After every step the returned value, the live contents, `len`,
 //! `weight`, the removal-listener events and the stats must agree.
 //!
-//! Half the cases run on a `MockClock` (exact time everywhere), half on a `TickedClock` whose
+//! Half the cases run on a `ManualClock` (exact time everywhere), half on a `TickedClock` whose
 //! cache reading (`recent_nanos`) only catches up with the exact one on a `Tick` operation, as
 //! a `CoarseClock`'s does every millisecond: the model then does everything (deadlines, lookups,
 //! purges) at the lagging time, which pins the coarse semantics (the cache never reads the exact
@@ -17,12 +18,12 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tierkit_cache::{
-    Cache, CacheBuilder, CachePolicy, Clock, FifoCache, LfuCache, LruCache, MockClock,
+    Cache, CacheBuilder, CachePolicy, Clock, FifoCache, LfuCache, LruCache, ManualClock,
     RemovalCause, S3FifoCache,
 };
 
 /// A clock with an exact reading and a cache reading that only moves on [`TickedClock::tick`].
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 struct TickedClock {
     now: Arc<AtomicU64>,
     recent: Arc<AtomicU64>,
@@ -52,7 +53,7 @@ impl Clock for TickedClock {
 
 /// The test's clock: exact, or with a lagging lookup reading.
 enum TestClock {
-    Mock(MockClock),
+    Mock(ManualClock),
     Ticked(TickedClock),
 }
 
@@ -99,8 +100,13 @@ struct Entry {
     key: u8,
     value: u32,
     weight: u64,
-    /// Milliseconds on the model clock, `None` for no expiry.
+    /// Milliseconds on the model clock, `None` for no expiry: the earlier of `bound` and the
+    /// last read plus `idle`.
     deadline: Option<u64>,
+    /// The time-to-live deadline, which reads never move.
+    bound: Option<u64>,
+    /// The time-to-idle in milliseconds.
+    idle: Option<u64>,
     /// LFU: access count; S3-FIFO: 0..=3 counter.
     freq: u64,
     /// LFU: when the entry took its current frequency (bigger = more recent).
@@ -127,6 +133,9 @@ pub(crate) struct Model {
     capacity: u64,
     weighted: bool,
     default_ttl: Option<u64>,
+    default_tti: Option<u64>,
+    /// Whether the cache has the test's `Expiry` ([`expiry_of`]).
+    expiry: bool,
     /// The exact time (`now_nanos`, which the cache must never read).
     now: u64,
     /// The cache's time (deadlines, lookups, purges): `now` with an exact clock, else the time
@@ -151,6 +160,28 @@ pub(crate) fn weigh(value: u32) -> u64 {
     u64::from(value % 4)
 }
 
+/// The test's per-entry expiry policy, in milliseconds: `(time_to_live, time_to_idle)`, each
+/// `None` for "the cache's default". A zero time-to-idle expires the entry at once.
+pub(crate) fn expiry_of(key: u8, value: u32) -> (Option<u64>, Option<u64>) {
+    match key % 3 {
+        0 => (None, Some(u64::from(value % 4))),
+        1 => (Some(u64::from(value % 3) + 1), None),
+        _ => (None, None),
+    }
+}
+
+/// [`expiry_of`] as a `tierkit_cache::Expiry`.
+pub(crate) struct TestExpiry;
+
+impl tierkit_cache::Expiry<u8, u32> for TestExpiry {
+    fn time_to_live(&self, key: &u8, value: &u32) -> Option<Duration> {
+        expiry_of(*key, *value).0.map(Duration::from_millis)
+    }
+    fn time_to_idle(&self, key: &u8, value: &u32) -> Option<Duration> {
+        expiry_of(*key, *value).1.map(Duration::from_millis)
+    }
+}
+
 impl Model {
     pub(crate) fn new(kind: Kind, capacity: u64, weighted: bool, default_ttl: Option<u64>) -> Self {
         Self {
@@ -158,6 +189,8 @@ impl Model {
             capacity,
             weighted,
             default_ttl,
+            default_tti: None,
+            expiry: false,
             now: 0,
             recent: 0,
             exact: true,
@@ -363,10 +396,18 @@ impl Model {
         }
     }
 
-    pub(crate) fn insert(&mut self, key: u8, value: u32, ttl: Option<u64>) -> Option<u32> {
+    /// An insert; `explicit`: an `insert_with_ttl` of that many milliseconds.
+    pub(crate) fn insert(&mut self, key: u8, value: u32, explicit: Option<u64>) -> Option<u32> {
         self.purge();
         let present = self.pos(key).is_some();
-        if ttl == Some(0) {
+        let (own_ttl, own_tti) = if self.expiry {
+            expiry_of(key, value)
+        } else {
+            (None, None)
+        };
+        let ttl = explicit.or(own_ttl).or(self.default_ttl);
+        let idle = own_tti.or(self.default_tti);
+        if ttl == Some(0) || idle == Some(0) {
             let old = present.then(|| self.take(key, RemovalCause::Replaced).value);
             self.stats.expirations += 1;
             self.events.push((key, value, RemovalCause::Expired));
@@ -379,13 +420,16 @@ impl Model {
             self.events.push((key, value, RemovalCause::Rejected));
             return old;
         }
-        let deadline = ttl.map(|t| self.recent + t);
+        let bound = ttl.map(|t| self.recent + t);
+        let deadline = Self::deadline(bound, idle, self.recent);
         if present {
             let pos = self.pos(key).expect("present");
             let e = &mut self.entries[pos];
             let old = std::mem::replace(&mut e.value, value);
             e.weight = weight;
             e.deadline = deadline;
+            e.bound = bound;
+            e.idle = idle;
             self.touch(key);
             self.stats.updates += 1;
             self.events.push((key, old, RemovalCause::Replaced));
@@ -403,6 +447,8 @@ impl Model {
             value,
             weight,
             deadline,
+            bound,
+            idle,
             freq: 1,
             stamp: self.tick,
         });
@@ -419,8 +465,25 @@ impl Model {
         None
     }
 
+    /// The earlier of a time-to-live deadline and the end of an idle period starting `at`.
+    fn deadline(bound: Option<u64>, idle: Option<u64>, at: u64) -> Option<u64> {
+        match (bound, idle.map(|i| at + i)) {
+            (Some(b), Some(i)) => Some(b.min(i)),
+            (b, i) => b.or(i),
+        }
+    }
+
     pub(crate) fn insert_default(&mut self, key: u8, value: u32) -> Option<u32> {
-        self.insert(key, value, self.default_ttl)
+        self.insert(key, value, None)
+    }
+
+    /// `try_insert`: refused, changing nothing, when the entry outweighs the capacity.
+    pub(crate) fn try_insert(&mut self, key: u8, value: u32) -> Result<Option<u32>, (u8, u32)> {
+        if self.weight_of(value) > self.capacity {
+            self.stats.rejections += 1;
+            return Err((key, value));
+        }
+        Ok(self.insert_default(key, value))
     }
 
     pub(crate) fn get(&mut self, key: u8) -> Option<u32> {
@@ -435,7 +498,13 @@ impl Model {
         }
         self.stats.hits += 1;
         self.touch(key);
-        Some(self.entries[self.pos(key).expect("present")].value)
+        let pos = self.pos(key).expect("present");
+        // A read restarts the idle period.
+        let e = &mut self.entries[pos];
+        if e.idle.is_some() {
+            e.deadline = Self::deadline(e.bound, e.idle, self.recent);
+        }
+        Some(self.entries[pos].value)
     }
 
     /// `get_mut`, then add one to the value (its weight is not re-measured).
@@ -473,6 +542,7 @@ impl Model {
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
     Insert(u8, u32),
+    TryInsert(u8, u32),
     InsertTtl(u8, u32, u64),
     Get(u8),
     GetOrInsert(u8, u32),
@@ -490,6 +560,7 @@ fn op() -> impl Strategy<Value = Op> {
     let key = 0..10u8;
     prop_oneof![
         6 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        1 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::TryInsert(k, v)),
         2 => (key.clone(), any::<u32>(), 0..4u64).prop_map(|(k, v, t)| Op::InsertTtl(k, v, t)),
         6 => key.clone().prop_map(Op::Get),
         2 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::GetOrInsert(k, v)),
@@ -508,27 +579,34 @@ fn op() -> impl Strategy<Value = Op> {
 pub(crate) struct Case {
     capacity: u64,
     weighted: bool,
-    /// Lookups read a lagging clock (`TickedClock`) instead of an exact one (`MockClock`).
+    /// Lookups read a lagging clock (`TickedClock`) instead of an exact one (`ManualClock`).
     coarse: bool,
     default_ttl: Option<u64>,
+    default_tti: Option<u64>,
+    /// With the test's `Expiry` ([`expiry_of`]).
+    expiry: bool,
     ops: Vec<Op>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        1..8u64,
-        any::<bool>(),
-        any::<bool>(),
+        (1..8u64, any::<bool>(), any::<bool>()),
         prop::option::weighted(0.3, 1..5u64),
+        prop::option::weighted(0.3, 1..5u64),
+        prop::bool::weighted(0.3),
         prop::collection::vec(op(), 1..120),
     )
-        .prop_map(|(capacity, weighted, coarse, default_ttl, ops)| Case {
-            capacity: if weighted { capacity * 2 } else { capacity },
-            weighted,
-            coarse,
-            default_ttl,
-            ops,
-        })
+        .prop_map(
+            |((capacity, weighted, coarse), default_ttl, default_tti, expiry, ops)| Case {
+                capacity: if weighted { capacity * 2 } else { capacity },
+                weighted,
+                coarse,
+                default_ttl,
+                default_tti,
+                expiry,
+                ops,
+            },
+        )
 }
 
 /// Sorts runs of events whose order the contract leaves open: expirations drained together, and
@@ -584,7 +662,7 @@ where
         builder = builder.clock(clock.clone());
         TestClock::Ticked(clock)
     } else {
-        let clock = MockClock::new();
+        let clock = ManualClock::new();
         builder = builder.clock(clock.clone());
         TestClock::Mock(clock)
     };
@@ -592,15 +670,29 @@ where
         builder = builder.weigher(|_k: &u8, v: &u32| weigh(*v));
     }
     if let Some(ttl) = case.default_ttl {
-        builder = builder.default_ttl(Duration::from_millis(ttl));
+        builder = builder.time_to_live(Duration::from_millis(ttl));
+    }
+    if let Some(tti) = case.default_tti {
+        builder = builder.time_to_idle(Duration::from_millis(tti));
+    }
+    if case.expiry {
+        builder = builder.expire_after(TestExpiry);
     }
     let mut cache = build(builder);
     let mut model = Model::new(kind, case.capacity, case.weighted, case.default_ttl);
+    model.default_tti = case.default_tti;
+    model.expiry = case.expiry;
     model.exact = !case.coarse;
 
     for (step, op) in case.ops.iter().enumerate() {
         let (got, want) = match *op {
             Op::Insert(k, v) => (cache.insert(k, v), model.insert_default(k, v)),
+            Op::TryInsert(k, v) => {
+                let got = cache.try_insert(k, v).map_err(|r| r.into_inner());
+                let want = model.try_insert(k, v);
+                prop_assert_eq!(got, want, "try_insert, step {}", step);
+                (None, None)
+            }
             Op::InsertTtl(k, v, t) => (
                 cache.insert_with_ttl(k, v, Duration::from_millis(t)),
                 model.insert(k, v, Some(t)),

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use tierkit_cache::{
-    Cache, CacheBuilder, CacheError, CachePolicy, ConcurrentCache, FifoCache, LfuAging, LfuCache,
+    Cache, CacheBuilder, CachePolicy, ConcurrentCache, Error, FifoCache, LfuAging, LfuCache,
     LruCache, RemovalCause, S3FifoCache,
 };
 use tierkit_testkit::{allocated_by_this_thread, allocations_by_this_thread};
@@ -34,13 +34,13 @@ fn zero_and_huge_capacity_are_errors() {
     fn check<C: CachePolicy<u64, u64> + std::fmt::Debug>() {
         assert_eq!(
             CacheBuilder::new(0).build::<C>().unwrap_err(),
-            CacheError::ZeroCapacity
+            Error::ZeroCapacity
         );
         let err = CacheBuilder::new(u64::MAX).build::<C>().unwrap_err();
         assert!(
             matches!(
                 err,
-                CacheError::CapacityTooLarge {
+                Error::CapacityTooLarge {
                     requested: u64::MAX,
                     ..
                 }
@@ -54,21 +54,15 @@ fn zero_and_huge_capacity_are_errors() {
         assert!(big.is_ok());
     }
     each_policy!(check);
-    assert_eq!(
-        LruCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
-    );
+    assert_eq!(LruCache::<u8, u8>::new(0).unwrap_err(), Error::ZeroCapacity);
     assert_eq!(
         FifoCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
-    assert_eq!(
-        LfuCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
-    );
+    assert_eq!(LfuCache::<u8, u8>::new(0).unwrap_err(), Error::ZeroCapacity);
     assert_eq!(
         S3FifoCache::<u8, u8>::new(0).unwrap_err(),
-        CacheError::ZeroCapacity
+        Error::ZeroCapacity
     );
 }
 
@@ -300,7 +294,7 @@ fn lfu_order_and_aging() {
 
     assert!(matches!(
         LfuCache::<u8, u8>::new(10).unwrap().with_aging(9),
-        Err(CacheError::InvalidConfig { .. })
+        Err(Error::InvalidConfig { .. })
     ));
     assert!(LfuCache::<u8, u8>::new(10).unwrap().with_aging(0).is_err());
     // With a weigher the entry count is unknown: any non-zero period is accepted.
@@ -502,9 +496,14 @@ fn borrowed_lookups_and_debug() {
 #[test]
 #[ignore = "needs a decompressed ARC trace in TIERKIT_ARC_TRACE"]
 fn arc_trace_hit_ratios() {
-    let Ok(path) = std::env::var("TIERKIT_ARC_TRACE") else {
-        return;
-    };
+    // Run on purpose (`--ignored`): a missing trace is a failure, never a silent pass.
+    let path = std::env::var("TIERKIT_ARC_TRACE").unwrap_or_else(|_| {
+        panic!(
+            "TIERKIT_ARC_TRACE is not set: point it at a decompressed ARC trace (OLTP.lis, from \
+             ../shared/traces) and run `TIERKIT_ARC_TRACE=/path/OLTP.lis cargo test -p \
+             tierkit-cache --all-features --test integration arc_trace -- --ignored --nocapture`"
+        )
+    });
     let text = std::fs::read_to_string(path).unwrap();
     let mut keys = Vec::new();
     for line in text.lines() {

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use tierkit_cache::{
-    CacheBuilder, CacheError, ConcurrentCache, LoadError, LruCache, MemoryStore, MockClock,
+    CacheBuilder, ConcurrentCache, Error, LoadError, LruCache, ManualClock, MemoryStore,
     S3FifoCache, Store, WriteBack, WriteMode, WriteThrough,
 };
 
@@ -215,7 +215,7 @@ fn write_through_put_during_a_read_wins() {
 fn write_back(
     db: &Arc<Flaky>,
     cache: Lru,
-    clock: &MockClock,
+    clock: &ManualClock,
     max_batch: usize,
 ) -> WriteBack<u64, String, LruCache<u64, String>, Arc<Flaky>> {
     WriteBack::builder(cache, Arc::clone(db))
@@ -235,7 +235,7 @@ fn write_back_rejects_bad_settings() {
         .build();
     assert!(matches!(
         bad,
-        Err(CacheError::InvalidConfig {
+        Err(Error::InvalidConfig {
             name: "max_batch",
             ..
         })
@@ -245,7 +245,7 @@ fn write_back_rejects_bad_settings() {
         .build();
     assert!(matches!(
         bad,
-        Err(CacheError::InvalidConfig {
+        Err(Error::InvalidConfig {
             name: "flush_interval",
             ..
         })
@@ -255,7 +255,7 @@ fn write_back_rejects_bad_settings() {
         .build();
     assert!(matches!(
         bad,
-        Err(CacheError::InvalidConfig {
+        Err(Error::InvalidConfig {
             name: "backoff",
             ..
         })
@@ -266,7 +266,7 @@ fn write_back_rejects_bad_settings() {
 fn write_back_acknowledges_in_memory_and_flushes_later() {
     let db = Arc::new(Flaky::default());
     db.rows.lock().unwrap().insert(9, s("stored"));
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let wb = write_back(&db, lru(100, 4), &clock, 100);
     wb.put(1, s("a"));
     wb.put(1, s("b"));
@@ -294,7 +294,7 @@ fn write_back_acknowledges_in_memory_and_flushes_later() {
 #[test]
 fn write_back_failing_store_keeps_entries_dirty_and_retries_with_backoff() {
     let db = Arc::new(Flaky::default());
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let wb = write_back(&db, lru(100, 4), &clock, 100);
     for k in 0..10 {
         wb.put(k, format!("v{k}"));
@@ -335,7 +335,7 @@ fn write_back_failing_store_keeps_entries_dirty_and_retries_with_backoff() {
 #[test]
 fn write_back_loses_no_write_to_eviction() {
     let db = Arc::new(Flaky::default());
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let wb = write_back(&db, lru(4, 1), &clock, 1_000_000);
     for round in 0..3 {
         for k in 0..500 {
@@ -362,7 +362,7 @@ fn write_back_loses_no_write_to_eviction() {
 #[test]
 fn write_back_flushes_in_batches_by_size_and_interval() {
     let db = Arc::new(Flaky::default());
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let wb = write_back(&db, lru(100, 4), &clock, 10);
     for k in 0..9 {
         wb.put(k, s("x"));
@@ -387,7 +387,7 @@ fn write_back_flushes_in_batches_by_size_and_interval() {
 #[test]
 fn write_back_close_and_drop_flush() {
     let db = Arc::new(Flaky::default());
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let wb = write_back(&db, lru(100, 4), &clock, 100);
     wb.put(1, s("a"));
     assert_eq!(wb.close(), Ok(1));
@@ -441,7 +441,7 @@ fn write_back_concurrent_writers_and_flushes_lose_nothing() {
     const KEYS: u64 = 50;
     const ROUNDS: u64 = 40;
     let db = Arc::new(Flaky::default());
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let wb = Arc::new(write_back(&db, lru(8, 2), &clock, 16));
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = {

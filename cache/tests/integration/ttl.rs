@@ -4,14 +4,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tierkit_cache::{
-    Cache, CacheBuilder, CacheError, CachePolicy, CoarseClock, ConcurrentCache, FifoCache,
-    LfuCache, LruCache, MockClock, RemovalCause, S3FifoCache,
+    Cache, CacheBuilder, CachePolicy, CoarseClock, ConcurrentCache, Error, FifoCache, LfuCache,
+    LruCache, ManualClock, RemovalCause, S3FifoCache,
 };
 
 type Events = Arc<Mutex<Vec<(u64, u64, RemovalCause)>>>;
 
-fn build<C: CachePolicy<u64, u64>>(capacity: u64, ttl: Option<Duration>) -> (C, MockClock, Events) {
-    let clock = MockClock::new();
+fn build<C: CachePolicy<u64, u64>>(
+    capacity: u64,
+    ttl: Option<Duration>,
+) -> (C, ManualClock, Events) {
+    let clock = ManualClock::new();
     let events: Events = Arc::default();
     let sink = Arc::clone(&events);
     let mut builder = CacheBuilder::new(capacity)
@@ -63,7 +66,7 @@ fn zero_ttl_stores_nothing() {
     let err = CacheBuilder::<u64, u64>::new(4)
         .default_ttl(Duration::ZERO)
         .build::<LruCache<_, _>>();
-    assert_eq!(err.unwrap_err(), CacheError::ZeroTtl);
+    assert_eq!(err.unwrap_err(), Error::ZeroTtl);
 }
 
 #[test]

@@ -27,14 +27,15 @@ pub enum HashAlgorithm {
     },
 }
 
-/// Sends requests with the same key (see [`Context::hash`]) to the same backend, moving few keys
+/// Sends requests with the same key (see [`Context::with_hash`]) to the same backend, moving few keys
 /// when membership changes. With a load bound (consistent hashing with bounded loads, Mirrokni,
 /// Thorup and Zadimoghaddam, 2018) a backend above `factor x` the mean in-flight load passes the
 /// request on to the next backend in the key's preference list, so one hot key cannot melt one
 /// backend.
 ///
-/// Backends are placed by their [`BackendId`](crate::BackendId), with their configured weights;
-/// the placement is rebuilt per snapshot. A request without a key goes to a random backend.
+/// Backends are placed by their [`BackendId`](crate::BackendId), with their configured weights
+/// (slow start does not apply: a ramp would move keys at every step); the placement is rebuilt
+/// per snapshot, off the pick path. A request without a key goes to a random backend.
 ///
 /// # Examples
 ///
@@ -44,7 +45,7 @@ pub enum HashAlgorithm {
 /// let lb = Balancer::builder(ConsistentHash::maglev().bounded(1.25)?)
 ///     .backends((0..5).map(|i| Backend::new(i, format!("cache-{i}"))))
 ///     .build()?;
-/// let ctx = Context::new().hash(lb.hash_key("user:42"));
+/// let ctx = Context::new().with_hash(lb.hash_key("user:42"));
 /// let a = lb.pick(&ctx)?.id();
 /// let b = lb.pick(&ctx)?.id();
 /// assert_eq!(a, b);
@@ -91,10 +92,7 @@ impl ConsistentHash {
     /// [`Error::InvalidConfig`] unless `factor` is finite and at least 1.
     pub fn bounded(mut self, factor: f64) -> Result<Self> {
         if !factor.is_finite() || factor < 1.0 {
-            return Err(Error::InvalidConfig {
-                name: "bounded",
-                reason: "factor must be >= 1",
-            });
+            return Err(Error::invalid("bounded", factor, "factor must be >= 1"));
         }
         self.bound = Some(factor);
         Ok(self)
@@ -152,8 +150,15 @@ impl<B> Policy<B> for ConsistentHash {
     type Prepared = HashTable;
 
     fn prepare(&self, view: &View<'_, B>) -> HashTable {
-        let g = view.weights().iter().copied().fold(0, gcd).max(1);
-        let nodes = (0..view.len()).map(|i| (view.id(i).0, view.weight(i) / g));
+        // Configured weights, not slow start's ramp: a ramp would move keys at every step, and
+        // its weights break the common divisor, multiplying the ring's points (up to 100x).
+        let g = view
+            .configured_weights()
+            .iter()
+            .copied()
+            .fold(0, gcd)
+            .max(1);
+        let nodes = (0..view.len()).map(|i| (view.id(i).0, view.configured_weight(i) / g));
         let built = match self.algorithm {
             HashAlgorithm::Ring { vnodes } => {
                 let mut b = HashRing::builder()

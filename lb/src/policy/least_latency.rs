@@ -1,11 +1,42 @@
-//! [`LeastLatency`]: power of two choices weighed by peak-EWMA latency.
+//! [`LeastLatency`]: the least `peak-EWMA latency x load` among a few (or all) backends; the
+//! recommended default policy.
 
-use crate::error::Result;
-use crate::policy::p2c::{MAX_CHOICES, PowerOfTwoChoices, least, sample_distinct};
+use crate::error::{Error, Result};
+use crate::policy::p2c::{MAX_CHOICES, least, sample_distinct};
+use crate::policy::{below, rng};
 use crate::{Context, Policy, View};
 
-/// Power of two choices where a backend's cost is its peak-EWMA latency times its load:
-/// `ewma * (in_flight + 1) / weight`, the cost model of Finagle's and Linkerd's `PeakEwma`.
+/// Pools up to this size are scanned in full by the default [`LeastLatency::new`].
+pub(crate) const FULL_SCAN_UP_TO: usize = 16;
+/// Choices per pick of the default [`LeastLatency::new`] above [`FULL_SCAN_UP_TO`] backends.
+pub(crate) const LARGE_POOL_CHOICES: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choices {
+    /// All up to `FULL_SCAN_UP_TO`, else `LARGE_POOL_CHOICES`.
+    Adaptive,
+    /// `k` random distinct backends.
+    Fixed(usize),
+    /// Every backend.
+    All,
+}
+
+/// The least-latency policy, and the recommended default: a backend's cost is its peak-EWMA
+/// latency times its load, `ewma * (in_flight + 1) / weight` (the cost model of Finagle's and
+/// Linkerd's `PeakEwma`), and a pick takes the cheapest of
+///
+/// - **every** eligible backend when the pool has at most 16 ([`new`](Self::new), the default):
+///   a small pool is where two random choices fail (with two of four backends slow, both
+///   choices are slow a quarter of the time), and 16 loads cost less than a cache miss;
+/// - **2 distinct random** backends above 16 ([`new`](Self::new)): O(1) at any size and as cheap
+///   as power of two choices (4 choices cost ~1.7x as much per pick and gained nothing in the
+///   1,000-backend situation); a large pool where most backends are slow is its weak spot;
+/// - `k` random ones with [`with_choices`](Self::with_choices) (2 = classic P2C), or all of
+///   them at any size with [`full_scan`](Self::full_scan) (the full-information reference of
+///   the simulator; O(n)).
+///
+/// The crate README's situation table (`cargo run --release --example lb_sim -- --situations`)
+/// compares these and the other policies in seven situations.
 ///
 /// - **Peak**: a latency above the average replaces it at once, so a backend that turns slow
 ///   is avoided after one slow response; lower latencies pull the average down gradually.
@@ -36,27 +67,112 @@ use crate::{Context, Policy, View};
 /// lb.pick(&Context::new())?.success(Duration::from_millis(2));
 /// # Ok::<(), tierkit_lb::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct LeastLatency {
-    p2c: PowerOfTwoChoices,
+    choices: Choices,
+}
+
+impl Default for LeastLatency {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LeastLatency {
-    /// Two choices.
+    /// The default: every backend of a pool of up to 16, two random ones above.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            choices: Choices::Adaptive,
+        }
     }
 
-    /// Best of `k` distinct choices.
+    /// Best of `k` distinct random choices at every pool size (2 is power of two choices).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) unless `2 <= k <= 8`.
     pub fn with_choices(k: usize) -> Result<Self> {
+        if !(2..=MAX_CHOICES).contains(&k) {
+            return Err(Error::invalid("choices", k, "must be between 2 and 8"));
+        }
         Ok(Self {
-            p2c: PowerOfTwoChoices::with_choices(k)?,
+            choices: Choices::Fixed(k),
         })
     }
+
+    /// Every eligible backend on every pick (O(n)): the full-information policy.
+    #[must_use]
+    pub fn full_scan() -> Self {
+        Self {
+            choices: Choices::All,
+        }
+    }
+
+    /// Backends compared per pick in a pool of `n`.
+    #[must_use]
+    pub fn choices_for(&self, n: usize) -> usize {
+        match self.choices {
+            Choices::Adaptive if n <= FULL_SCAN_UP_TO => n,
+            Choices::Adaptive => LARGE_POOL_CHOICES.min(n),
+            Choices::Fixed(k) => k.min(n),
+            Choices::All => n,
+        }
+    }
+}
+
+/// The cost of the backend at `i` with latency `l` (unknown: `known`), as a (numerator,
+/// denominator) pair.
+#[inline]
+#[allow(clippy::cast_precision_loss)]
+fn cost<B>(view: &View<'_, B>, i: usize, l: f64, known: f64) -> (f64, f64) {
+    let l = if l > 0.0 { l } else { known };
+    (
+        l * (view.in_flight(i) + 1) as f64,
+        f64::from(view.weight(i)),
+    )
+}
+
+/// The cheapest allowed backend of the whole view, from a random start (ties spread).
+fn scan_all<B>(view: &View<'_, B>, ctx: &Context<'_>) -> Option<usize> {
+    let n = view.len();
+    let now = view.latest_observation();
+    // An unknown backend costs the largest latency known (first pass), so it competes on load.
+    // Small pools (the default's full scans) keep the latencies on the stack: one decay each.
+    let mut lat = [0.0f64; FULL_SCAN_UP_TO];
+    let mut known = 0.0f64;
+    for i in 0..n {
+        let l = view.decayed_latency(i, now);
+        if let Some(slot) = lat.get_mut(i) {
+            *slot = l;
+        }
+        known = known.max(l);
+    }
+    if known == 0.0 {
+        known = 1.0;
+    }
+    let start = below(rng::next_u64(), n);
+    let unrestricted = ctx.is_unrestricted();
+    let mut best: Option<(usize, f64, f64)> = None;
+    for k in 0..n {
+        let i = if start + k >= n {
+            start + k - n
+        } else {
+            start + k
+        };
+        if !unrestricted && !ctx.allows(view.id(i)) {
+            continue;
+        }
+        let l = match lat.get(i) {
+            Some(&l) if n <= FULL_SCAN_UP_TO => l,
+            _ => view.decayed_latency(i, now),
+        };
+        let (num, den) = cost(view, i, l, known);
+        match best {
+            Some((_, bn, bd)) if num * bd >= bn * den => {}
+            _ => best = Some((i, num, den)),
+        }
+    }
+    best.map(|(i, _, _)| i)
 }
 
 impl<B> Policy<B> for LeastLatency {
@@ -66,8 +182,13 @@ impl<B> Policy<B> for LeastLatency {
 
     #[inline]
     fn pick(&self, _: &(), view: &View<'_, B>, ctx: &Context<'_>) -> Option<usize> {
+        let n = view.len();
+        let k = self.choices_for(n);
+        if k >= n && n > 2 {
+            return scan_all(view, ctx);
+        }
         let mut cands = [0; MAX_CHOICES];
-        let k = sample_distinct(view.len(), self.p2c.choices(), &mut cands);
+        let k = sample_distinct(n, k, &mut cands);
         let cands = &cands[..k];
         // No clock read: estimates decay to the latest observation (see the type's docs).
         let now = view.latest_observation();
@@ -80,17 +201,27 @@ impl<B> Policy<B> for LeastLatency {
         if known == 0.0 {
             known = 1.0;
         }
-        #[allow(clippy::cast_precision_loss)]
-        least(view, ctx, cands, |j, i| {
-            let l = if lat[j] > 0.0 { lat[j] } else { known };
-            (
-                l * (view.in_flight(i) + 1) as f64,
-                f64::from(view.weight(i)),
-            )
-        })
+        least(view, ctx, cands, |j, i| cost(view, i, lat[j], known))
     }
 
     fn name(&self) -> &'static str {
-        "least_latency"
+        match self.choices {
+            Choices::Adaptive => "least_latency",
+            Choices::All => "peak_ewma_full_scan",
+            Choices::Fixed(k) => {
+                const NAMES: [&str; MAX_CHOICES + 1] = [
+                    "least_latency_k0",
+                    "least_latency_k1",
+                    "least_latency_p2c",
+                    "least_latency_k3",
+                    "least_latency_k4",
+                    "least_latency_k5",
+                    "least_latency_k6",
+                    "least_latency_k7",
+                    "least_latency_k8",
+                ];
+                NAMES[k.min(MAX_CHOICES)]
+            }
+        }
     }
 }

@@ -126,6 +126,7 @@ impl<P: fmt::Debug> fmt::Debug for Locality<P> {
 struct Group<B, T> {
     eligible: Vec<Member<B>>,
     weights: Vec<u32>,
+    full: Vec<u32>,
     to_outer: Vec<usize>,
     prepared: T,
     /// Cumulative traffic share up to and including this group, as a fraction of `u64::MAX`.
@@ -262,7 +263,8 @@ where
                 .map(|&i| view.eligible_slice()[i].clone())
                 .collect();
             let weights: Vec<u32> = idx.iter().map(|&i| view.weight(i)).collect();
-            let sub = view.sub(&members, &weights);
+            let full: Vec<u32> = idx.iter().map(|&i| view.configured_weight(i)).collect();
+            let sub = view.sub(&members, &weights, &full);
             let prepared = self.inner.prepare(&sub);
             #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
             let until = if acc >= 1.0 {
@@ -273,6 +275,7 @@ where
             groups.push(Group {
                 eligible: members,
                 weights,
+                full,
                 to_outer: idx.clone(),
                 prepared,
                 until,
@@ -290,7 +293,7 @@ where
         // The drawn zone first; if the request excludes all of it, the other zones in order.
         (0..plan.groups.len()).find_map(|k| {
             let g = &plan.groups[(start + k) % plan.groups.len()];
-            let sub = view.sub(&g.eligible, &g.weights);
+            let sub = view.sub(&g.eligible, &g.weights, &g.full);
             self.inner
                 .pick(&g.prepared, &sub, ctx)
                 .map(|i| g.to_outer[i])

@@ -45,10 +45,7 @@ impl PowerOfTwoChoices {
     /// [`Error::InvalidConfig`] unless `2 <= k <= MAX_CHOICES`.
     pub fn with_choices(k: usize) -> Result<Self> {
         if !(2..=MAX_CHOICES).contains(&k) {
-            return Err(Error::InvalidConfig {
-                name: "choices",
-                reason: "must be between 2 and 8",
-            });
+            return Err(Error::invalid("choices", k, "must be between 2 and 8"));
         }
         Ok(Self { choices: k })
     }

@@ -1,9 +1,13 @@
 //! A per-thread wyrand generator for the randomised policies: no shared state, no locks.
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static SEEDS: AtomicU64 = AtomicU64::new(0x853c_49e6_748f_ea9b);
+/// Threads seeded so far in this process.
+static THREADS: AtomicU64 = AtomicU64::new(0);
+/// This process's seed, from OS entropy (`tierkit_core::process_seed`), drawn once.
+static PROCESS: OnceLock<u64> = OnceLock::new();
 
 thread_local! {
     /// The generator's state plus one; 0 = not seeded yet. Constant-initialised and without a
@@ -12,8 +16,10 @@ thread_local! {
 }
 
 /// Seeds the calling thread's generator, which random, weighted random, P2C and least-latency
-/// picks on this thread draw from. Simulations and tests call it for reproducible runs; threads
-/// that never call it get distinct fixed seeds in creation order.
+/// picks on this thread draw from. Simulations and tests call it for reproducible runs. Threads
+/// that never call it are seeded from OS entropy drawn once per process (and mixed with the
+/// thread's order), so two processes, like two threads, pick different sequences: a fleet of
+/// clients never moves in lockstep.
 pub fn seed_thread_rng(seed: u64) {
     STATE.with(|s| s.set(seed.wrapping_add(1)));
 }
@@ -41,5 +47,7 @@ pub(crate) fn next_u64() -> u64 {
 
 #[cold]
 fn first_seed() -> u64 {
-    SEEDS.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+    let base = *PROCESS.get_or_init(tierkit_core::process_seed);
+    let k = THREADS.fetch_add(1, Ordering::Relaxed);
+    tierkit_core::SplitMix64::new(base ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64()
 }

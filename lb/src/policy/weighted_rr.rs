@@ -67,27 +67,57 @@ pub(crate) fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
         }
     }
     let total: u64 = w.iter().sum();
-    let total_i = i64::try_from(total).unwrap_or(i64::MAX);
-    let weights_i: Vec<i64> = w
-        .iter()
-        .map(|&x| i64::try_from(x).unwrap_or(i64::MAX))
-        .collect();
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, c) in current.iter_mut().enumerate() {
-            *c += weights_i[i];
+    // nginx's step is "every current += weight; take the first maximum; it loses the total",
+    // O(n) per step. Backends of equal weight are taken in turn (their currents differ only by
+    // how often each was taken), so one candidate per distinct weight suffices: the member at
+    // its class's cursor, whose current is `(t + 1) x w - total x (taken / size)`. O(classes)
+    // per step, the same sequence.
+    let mut classes: Vec<Class> = Vec::new();
+    for (i, &x) in w.iter().enumerate() {
+        if x == 0 {
+            continue;
         }
-        for i in 1..current.len() {
-            if current[i] > current[best] {
-                best = i;
+        let idx = u32::try_from(i).unwrap_or(u32::MAX);
+        match classes.iter_mut().find(|c| c.weight == x) {
+            Some(c) => c.members.push(idx),
+            None => classes.push(Class {
+                weight: x,
+                members: vec![idx],
+                taken: 0,
+            }),
+        }
+    }
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for t in 1..=u128::from(total) {
+        let mut best: Option<(i128, u32, usize)> = None;
+        for (ci, c) in classes.iter().enumerate() {
+            let size = c.members.len() as u64;
+            let (base, cursor) = (c.taken / size, c.taken % size);
+            #[allow(clippy::cast_possible_truncation)]
+            let idx = c.members[cursor as usize];
+            #[allow(clippy::cast_possible_wrap)]
+            let current =
+                (t * u128::from(c.weight)) as i128 - (u128::from(total) * u128::from(base)) as i128;
+            let better = match best {
+                None => true,
+                Some((bc, bi, _)) => current > bc || (current == bc && idx < bi),
+            };
+            if better {
+                best = Some((current, idx, ci));
             }
         }
-        current[best] -= total_i;
-        out.push(u32::try_from(best).unwrap_or(u32::MAX));
+        let Some((_, idx, ci)) = best else { break };
+        classes[ci].taken += 1;
+        out.push(idx);
     }
     out
+}
+
+/// Backends of one weight in a smooth WRR schedule, and how often the class was taken.
+struct Class {
+    weight: u64,
+    members: Vec<u32>,
+    taken: u64,
 }
 
 impl<B> Policy<B> for WeightedRoundRobin {
@@ -115,5 +145,60 @@ impl<B> Policy<B> for WeightedRoundRobin {
 
     fn name(&self) -> &'static str {
         "weighted_round_robin"
+    }
+}
+
+#[cfg(all(test, not(tierkit_loom)))]
+mod tests {
+    use super::*;
+
+    /// nginx's own loop (`ngx_http_upstream_get_peer`), O(n) per step: the model.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+    fn nginx(w: &[u64]) -> Vec<u32> {
+        let total: u64 = w.iter().sum();
+        let mut current = vec![0i64; w.len()];
+        let mut out = Vec::new();
+        for _ in 0..total {
+            let mut best = usize::MAX;
+            for i in 0..w.len() {
+                if w[i] == 0 {
+                    continue;
+                }
+                current[i] += w[i] as i64;
+                if best == usize::MAX || current[i] > current[best] {
+                    best = i;
+                }
+            }
+            current[best] -= total as i64;
+            out.push(best as u32);
+        }
+        out
+    }
+
+    #[test]
+    fn class_schedule_matches_nginx() {
+        let mut g = tierkit_core::SplitMix64::new(17);
+        for round in 0..300 {
+            let n = 1 + (g.next_u64() % 12) as usize;
+            let w: Vec<u32> = (0..n)
+                .map(|_| match round % 3 {
+                    0 => (g.next_u64() % 6) as u32,
+                    1 => 1 + (g.next_u64() % 3) as u32,
+                    _ => (g.next_u64() % 40) as u32,
+                })
+                .collect();
+            let gcd_all = w.iter().copied().filter(|&x| x > 0).fold(0, gcd);
+            let expected = if gcd_all == 0 {
+                Vec::new()
+            } else {
+                nginx(
+                    &w.iter()
+                        .map(|&x| u64::from(x / gcd_all))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(smooth_schedule(&w), expected, "weights {w:?}");
+        }
+        assert_eq!(smooth_schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ::tower::BoxError;
 use ::tower::discover::{Change, Discover};
 
-use crate::{Backend, BackendId, Balancer, Error, Policy, Result};
+use crate::{Backend, BackendId, Balancer, Policy, Rejected, Result};
 
 /// Applies one tower [`Change`] to `lb`: `Insert` adds the service under `id(&key)` (an
 /// existing member with that id is replaced: removed, then added, so it restarts slow start),
@@ -16,29 +16,27 @@ use crate::{Backend, BackendId, Balancer, Error, Policy, Result};
 /// already sent to a removed service finish on their own clone of it.
 ///
 /// # Errors
-/// Never for the changes above today; returns the balancer's [`Error`] should a membership
-/// change be refused.
+/// An insert the balancer refuses comes back with the backend inside ([`Rejected`]).
 pub fn apply<K, S, P>(
     lb: &Balancer<S, P>,
     change: Change<K, S>,
     id: impl Fn(&K) -> BackendId,
-) -> Result<()>
+) -> std::result::Result<(), Rejected<Backend<S>>>
 where
     P: Policy<S>,
 {
     match change {
         Change::Insert(key, svc) => {
             let id = id(&key);
-            match lb.remove(id) {
-                Ok(()) | Err(Error::UnknownBackend(_)) => {}
-                Err(e) => return Err(e),
-            }
+            // Only `UnknownBackend` can come back: nothing to replace.
+            let _ = lb.remove(id);
             lb.add(Backend::new(id, svc))
         }
-        Change::Remove(key) => match lb.remove(id(&key)) {
-            Ok(()) | Err(Error::UnknownBackend(_)) => Ok(()),
-            Err(e) => Err(e),
-        },
+        Change::Remove(key) => {
+            // Only `UnknownBackend` can come back: already gone.
+            let _ = lb.remove(id(&key));
+            Ok(())
+        }
     }
 }
 
@@ -72,7 +70,7 @@ where
             let Some(lb) = weak.upgrade() else {
                 return Ok(());
             };
-            apply(&lb, change, &id)?;
+            apply(&lb, change, &id).map_err(|r| r.into_parts().0)?;
         }
     })
 }
@@ -83,7 +81,7 @@ where
 /// stays a draining member.
 ///
 /// # Errors
-/// [`Error::UnknownBackend`] if `id` is not (or no longer) a member.
+/// [`Error::UnknownBackend`](crate::Error::UnknownBackend) if `id` is not (or no longer) a member.
 pub async fn retire<B, P>(lb: &Balancer<B, P>, id: BackendId, grace: Duration) -> Result<bool>
 where
     P: Policy<B>,

@@ -124,7 +124,7 @@ where
     fn ctx(hash: Option<u64>, exclude: &[BackendId]) -> Context<'_> {
         let ctx = Context::new().exclude(exclude);
         match hash {
-            Some(h) => ctx.hash(h),
+            Some(h) => ctx.with_hash(h),
             None => ctx,
         }
     }

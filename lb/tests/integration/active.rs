@@ -42,24 +42,24 @@ async fn rise_and_fall_thresholds() {
         .jitter(0.0);
     check.set(1, false);
     for _ in 0..2 {
-        lb.check_now(&check, &cfg).await;
+        lb.check_now(&Arc::new(check.clone()), &cfg).await;
     }
     assert_eq!(
         lb.stats().backends[1].health,
         Health::Healthy,
         "two failures < fall"
     );
-    lb.check_now(&check, &cfg).await;
+    lb.check_now(&Arc::new(check.clone()), &cfg).await;
     assert_eq!(lb.stats().backends[1].health, Health::Unhealthy);
     assert!((0..10).all(|_| *lb.pick(&Context::new()).unwrap() != 1));
     check.set(1, true);
-    lb.check_now(&check, &cfg).await;
+    lb.check_now(&Arc::new(check.clone()), &cfg).await;
     assert_eq!(
         lb.stats().backends[1].health,
         Health::Unhealthy,
         "one pass < rise"
     );
-    lb.check_now(&check, &cfg).await;
+    lb.check_now(&Arc::new(check.clone()), &cfg).await;
     assert_eq!(lb.stats().backends[1].health, Health::Healthy);
 
     // The spawned task does the same on its own schedule (paused time auto-advances).
@@ -81,8 +81,11 @@ async fn new_backends_can_start_unhealthy() {
     assert!(lb.pick(&Context::new()).is_err());
     let check = Scripted::default();
     check.set(1, false);
-    lb.check_now(&check, &CheckConfig::new(Duration::from_secs(1)).rise(3))
-        .await;
+    lb.check_now(
+        &Arc::new(check.clone()),
+        &CheckConfig::new(Duration::from_secs(1)).rise(3),
+    )
+    .await;
     // The first pass suffices for a never-checked backend.
     assert!((0..4).all(|_| *lb.pick(&Context::new()).unwrap() == 0));
     lb.add(Backend::new(5u64, 5)).unwrap();
@@ -106,7 +109,7 @@ async fn tcp_connect_check_sees_a_closed_port() {
         .panic_threshold(0)
         .build()
         .unwrap();
-    let check = TcpConnect::new(|a: &std::net::SocketAddr| *a);
+    let check = Arc::new(TcpConnect::new(|a: &std::net::SocketAddr| *a));
     let cfg = CheckConfig::new(Duration::from_millis(100)).fall(1);
     lb.check_now(&check, &cfg).await;
     let s = lb.stats();

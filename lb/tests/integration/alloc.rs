@@ -20,12 +20,12 @@ fn assert_no_alloc<P: Policy<u64>>(policy: P) {
     let hashes: Vec<u64> = (0..64u64).map(|k| lb.hash_key(&k)).collect();
     // Warm-up: thread-locals, sticky bindings.
     for &h in &hashes {
-        drop(lb.pick(&Context::new().hash(h)).unwrap());
+        drop(lb.pick(&Context::new().with_hash(h)).unwrap());
     }
     let before = allocations_by_this_thread();
     for round in 0..10 {
         for &h in &hashes {
-            let lease = lb.pick(&Context::new().hash(h)).unwrap();
+            let lease = lb.pick(&Context::new().with_hash(h)).unwrap();
             if round % 2 == 0 {
                 lease.success(std::time::Duration::from_micros(300));
             } else {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tierkit_lb::{
-    Backend, BackendId, Balancer, Context, Error, Health, MockClock, NoBackend, OutlierDetection,
+    Backend, BackendId, Balancer, Context, Error, Health, ManualClock, NoBackend, OutlierDetection,
     PowerOfTwoChoices, RoundRobin, SlowStart, WeightedRoundRobin,
 };
 
@@ -22,7 +22,7 @@ fn fail_n(lb: &Balancer<u64, RoundRobin>, target: u64, n: usize) {
 
 #[test]
 fn consecutive_failures_eject_then_time_brings_it_back() {
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let lb = Balancer::builder(RoundRobin::new())
         .backends((0..4u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
@@ -48,26 +48,30 @@ fn consecutive_failures_eject_then_time_brings_it_back() {
     fail_n(&lb, 2, 3);
     let s = lb.stats();
     assert_eq!(s.backends[2].health, Health::Ejected);
-    drop(lb.pick(&Context::new()).unwrap()); // the next pick republishes
+    // Published by the failure that ejected it (finding 1: never by a pick).
     assert!(!lb.is_eligible(BackendId(2)));
     assert!(lb.is_eligible(BackendId(1)));
     assert_eq!(s.backends[2].ejections, 1);
     for _ in 0..100 {
         assert_ne!(*lb.pick(&Context::new()).unwrap(), 2);
     }
-    // 10 s later the next pick republishes and it is back.
+    // 10 s later a refresh publishes it back.
     clock.advance(Duration::from_secs(10));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     let back = (0..8).any(|_| *lb.pick(&Context::new()).unwrap() == 2);
     assert!(back);
     assert_eq!(lb.stats().backends[2].health, Health::Healthy);
     // Second ejection lasts twice as long (20 s), the third is capped at 25 s.
     fail_n(&lb, 2, 3);
     clock.advance(Duration::from_secs(19));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     assert!((0..8).all(|_| *lb.pick(&Context::new()).unwrap() != 2));
     clock.advance(Duration::from_secs(1));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     assert!((0..8).any(|_| *lb.pick(&Context::new()).unwrap() == 2));
     fail_n(&lb, 2, 3);
     clock.advance(Duration::from_secs(25));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     assert!((0..8).any(|_| *lb.pick(&Context::new()).unwrap() == 2));
     assert_eq!(lb.stats().backends[2].ejections, 3);
 }
@@ -76,7 +80,7 @@ fn consecutive_failures_eject_then_time_brings_it_back() {
 fn max_ejected_percent_limits_ejections() {
     let lb = Balancer::builder(RoundRobin::new())
         .backends((0..10u64).map(|i| Backend::new(i, i)))
-        .clock(MockClock::new())
+        .clock(ManualClock::new())
         .outlier_detection(
             OutlierDetection::new()
                 .consecutive_failures(1)
@@ -132,7 +136,7 @@ fn panic_threshold_balances_over_all_when_too_few_are_healthy() {
 
 #[test]
 fn slow_start_ramps_a_new_backend() {
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let lb = Balancer::builder(WeightedRoundRobin::new())
         .backends((0..3u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
@@ -149,9 +153,11 @@ fn slow_start_ramps_a_new_backend() {
     let at0 = share(&lb);
     assert!((0.02..0.05).contains(&at0), "start {at0}"); // 0.1 / 3.1
     clock.advance(Duration::from_secs(50));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     let at50 = share(&lb);
     assert!((0.12..0.2).contains(&at50), "half-way {at50}"); // 0.5 / 3.5
     clock.advance(Duration::from_secs(51));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     let at100 = share(&lb);
     assert!((0.24..0.26).contains(&at100), "done {at100}");
     assert!((lb.stats().backends[3].effective_weight - 1.0).abs() < 1e-9);
@@ -159,7 +165,7 @@ fn slow_start_ramps_a_new_backend() {
 
 #[test]
 fn slow_start_aggression_shapes_the_ramp() {
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let lb = Balancer::builder(WeightedRoundRobin::new())
         .backends((0..3u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
@@ -173,13 +179,18 @@ fn slow_start_aggression_shapes_the_ramp() {
     };
     assert!((weight(&lb) - 0.1).abs() < 0.011, "the minimum first");
     clock.advance(Duration::from_secs(50));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     assert!(
         (weight(&lb) - 0.25).abs() < 0.011,
         "quadratic: 0.5^2 half-way"
     );
     clock.advance(Duration::from_secs(40));
-    assert!((weight(&lb) - 0.81).abs() < 0.011, "0.9^2");
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
+    // 0.9^2 = 0.81, quantized down to the 5% step (finding 1: a ramp publishes at most 20
+    // snapshots and keeps the weights' common divisor).
+    assert!((weight(&lb) - 0.80).abs() < 1e-9, "0.9^2, quantized");
     clock.advance(Duration::from_secs(11));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     assert!((weight(&lb) - 1.0).abs() < 1e-9);
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let err = Balancer::builder(WeightedRoundRobin::new())
@@ -191,7 +202,7 @@ fn slow_start_aggression_shapes_the_ramp() {
             matches!(
                 err,
                 Error::InvalidConfig {
-                    name: "slow_start",
+                    name: "aggression",
                     ..
                 }
             ),
@@ -202,7 +213,7 @@ fn slow_start_aggression_shapes_the_ramp() {
 
 #[test]
 fn recovered_backend_slow_starts_too() {
-    let clock = MockClock::new();
+    let clock = ManualClock::new();
     let lb = Balancer::builder(PowerOfTwoChoices::new())
         .backends((0..2u64).map(|i| Backend::new(i, i)))
         .clock(clock.clone())
@@ -217,6 +228,7 @@ fn recovered_backend_slow_starts_too() {
     lb.set_healthy(BackendId(0), true).unwrap();
     assert!(lb.stats().backends[0].effective_weight < 0.2);
     clock.advance(Duration::from_secs(11));
+    lb.refresh_if_stale(); // time-driven changes: the refresher, or this call
     drop(lb.pick(&Context::new()).unwrap());
     assert!((lb.stats().backends[0].effective_weight - 1.0).abs() < 1e-9);
 }

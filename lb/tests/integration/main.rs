@@ -8,6 +8,7 @@ static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllo
 
 mod active;
 mod alloc;
+mod findings;
 mod health;
 mod membership;
 mod policies;

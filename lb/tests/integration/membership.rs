@@ -19,10 +19,11 @@ fn errors_are_clear() {
     let lb = Balancer::builder(RoundRobin::new()).build().unwrap();
     assert_eq!(lb.pick(&Context::new()).unwrap_err(), NoBackend::Empty);
     lb.add(Backend::new(1u64, "a")).unwrap();
-    assert_eq!(
-        lb.add(Backend::new(1u64, "again")).unwrap_err(),
-        Error::DuplicateId(BackendId(1))
-    );
+    // Finding 6: the refused backend comes back, with the reason.
+    let refused = lb.add(Backend::new(1u64, "again")).unwrap_err();
+    assert_eq!(refused.error(), &Error::DuplicateId(BackendId(1)));
+    let back = refused.into_inner();
+    assert_eq!((back.id(), *back.value()), (BackendId(1), "again"));
     assert_eq!(
         lb.remove(BackendId(9)).unwrap_err(),
         Error::UnknownBackend(BackendId(9))
@@ -170,7 +171,7 @@ fn concurrent_picks_never_return_a_removed_backend() {
                     let mut picks = 0u64;
                     while !stop.load(Ordering::Acquire) {
                         let gen_before = generation.load(Ordering::Acquire);
-                        if let Ok(l) = lb.pick(&Context::new().hash(picks)) {
+                        if let Ok(l) = lb.pick(&Context::new().with_hash(picks)) {
                             let gone_at = removed[*l as usize].load(Ordering::Acquire);
                             assert!(gone_at > gen_before,
                                 "picked {} removed at generation {gone_at}, pick started at {gen_before}", *l);
@@ -314,7 +315,7 @@ fn leases_and_handles_free_each_backend_exactly_once_under_churn() {
                     let mut k = 0u64;
                     while !stop.load(Ordering::Acquire) {
                         k += 1;
-                        if let Ok(l) = lb.pick(&Context::new().hash(k)) {
+                        if let Ok(l) = lb.pick(&Context::new().with_hash(k)) {
                             l.check();
                             picked.fetch_add(1, Ordering::Relaxed);
                             if (k + t).is_multiple_of(4) {
@@ -368,7 +369,10 @@ fn leases_and_handles_free_each_backend_exactly_once_under_churn() {
         for d in droppers {
             d.join().unwrap();
         }
-        // Every lease is gone; the removed backends are freed, the members still hold theirs.
+        // Every lease is gone, the pickers' caches too; the removed backends are freed (by the
+        // refresher, or at once by the next mutating call or `refresh`), the members still
+        // hold theirs.
+        lb.refresh();
         let members: Vec<u64> = lb.members().iter().map(|m| m.value().id).collect();
         assert_eq!(members.len(), 8);
         for id in 0..next {

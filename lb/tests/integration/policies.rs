@@ -222,15 +222,27 @@ fn consistent_hash_is_stable_and_moves_little() {
     ] {
         let lb = pool(policy, &[1; 10]);
         let before: Vec<BackendId> = (0..1_000u64)
-            .map(|k| lb.pick(&Context::new().hash(lb.hash_key(&k))).unwrap().id())
+            .map(|k| {
+                lb.pick(&Context::new().with_hash(lb.hash_key(&k)))
+                    .unwrap()
+                    .id()
+            })
             .collect();
         let again: Vec<BackendId> = (0..1_000u64)
-            .map(|k| lb.pick(&Context::new().hash(lb.hash_key(&k))).unwrap().id())
+            .map(|k| {
+                lb.pick(&Context::new().with_hash(lb.hash_key(&k)))
+                    .unwrap()
+                    .id()
+            })
             .collect();
         assert_eq!(before, again);
         lb.add(Backend::new(10u64, 10)).unwrap();
         let after: Vec<BackendId> = (0..1_000u64)
-            .map(|k| lb.pick(&Context::new().hash(lb.hash_key(&k))).unwrap().id())
+            .map(|k| {
+                lb.pick(&Context::new().with_hash(lb.hash_key(&k)))
+                    .unwrap()
+                    .id()
+            })
             .collect();
         let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         // Ideal: 1/11 of keys move, all to the new backend.
@@ -256,7 +268,7 @@ fn consistent_hash_is_stable_and_moves_little() {
 #[test]
 fn bounded_load_spills_a_hot_key() {
     let lb = pool(ConsistentHash::maglev().bounded(1.25).unwrap(), &[1; 4]);
-    let ctx = Context::new().hash(lb.hash_key("celebrity"));
+    let ctx = Context::new().with_hash(lb.hash_key("celebrity"));
     let held: Vec<_> = (0..40).map(|_| lb.pick(&ctx).unwrap()).collect();
     let s = lb.stats();
     let max = s.backends.iter().map(|b| b.in_flight).max().unwrap();
@@ -271,20 +283,20 @@ fn sticky_moves_only_when_its_backend_leaves() {
     let keys: Vec<u64> = (0..30).map(|k| lb.hash_key(&k)).collect();
     let first: Vec<BackendId> = keys
         .iter()
-        .map(|&h| lb.pick(&Context::new().hash(h)).unwrap().id())
+        .map(|&h| lb.pick(&Context::new().with_hash(h)).unwrap().id())
         .collect();
     // New keys do not disturb old ones; rebuilds do not either.
     lb.add(Backend::new(3u64, 3)).unwrap();
     let second: Vec<BackendId> = keys
         .iter()
-        .map(|&h| lb.pick(&Context::new().hash(h)).unwrap().id())
+        .map(|&h| lb.pick(&Context::new().with_hash(h)).unwrap().id())
         .collect();
     assert_eq!(first, second);
     // Removing backend 0 moves exactly its keys.
     lb.remove(BackendId(0)).unwrap();
     let third: Vec<BackendId> = keys
         .iter()
-        .map(|&h| lb.pick(&Context::new().hash(h)).unwrap().id())
+        .map(|&h| lb.pick(&Context::new().with_hash(h)).unwrap().id())
         .collect();
     for (a, b) in first.iter().zip(&third) {
         if *a == BackendId(0) {
@@ -297,11 +309,11 @@ fn sticky_moves_only_when_its_backend_leaves() {
     let h = keys[1];
     let bound = third[1];
     let retry = lb
-        .pick(&Context::new().hash(h).exclude(&[bound]))
+        .pick(&Context::new().with_hash(h).exclude(&[bound]))
         .unwrap()
         .id();
     assert_ne!(retry, bound);
-    assert_eq!(lb.pick(&Context::new().hash(h)).unwrap().id(), bound);
+    assert_eq!(lb.pick(&Context::new().with_hash(h)).unwrap().id(), bound);
 }
 
 #[test]
@@ -361,7 +373,7 @@ fn exclusions_are_honoured_by_every_policy() {
         let lb = pool(policy, &[1, 2, 3]);
         let ex = [BackendId(0), BackendId(2)];
         for k in 0..50u64 {
-            let ctx = Context::new().exclude(&ex).hash(lb.hash_key(&k));
+            let ctx = Context::new().exclude(&ex).with_hash(lb.hash_key(&k));
             assert_eq!(lb.pick(&ctx).unwrap().id(), BackendId(1));
         }
         let all = [BackendId(0), BackendId(1), BackendId(2)];

@@ -282,3 +282,28 @@ fn least_latency_takes_back_a_fast_backend_after_a_short_outage() {
     let share = r.notable_backend().unwrap().window_share.unwrap();
     assert!(share > 0.05, "{r}: flaky share {share}");
 }
+
+/// The recommended default (`LeastLatency::new()`) meets the issue-17 bounds in every
+/// situation (a)-(g): p99 within 1.2x of the full-information policy, stable, errors <= 0.2%
+/// with a fast-failing backend (seeded, so asserted; smaller than the README's run).
+#[test]
+fn default_policy_meets_the_bounds_in_every_situation() {
+    let runs = sim::run_situations(20_000, 1).unwrap();
+    println!("{}", sim::situation_table(&runs));
+    for run in &runs {
+        println!("{}\n{}", run.scenario.name(), sim::table(&run.reports));
+    }
+    for run in &runs {
+        let ratio = sim::p99_ratio(run, 0);
+        assert!(
+            ratio <= sim::P99_BOUND,
+            "{}: default p99 {:.2}x the reference",
+            run.scenario.name(),
+            ratio
+        );
+        assert!(
+            sim::error_rate(&run.reports[0]) <= sim::ERROR_BOUND
+                || !run.scenario.name().starts_with("(e)")
+        );
+    }
+}

@@ -25,7 +25,7 @@ fn send_n(q: &Queue, n: u64) {
 
 #[test]
 fn groups_fan_out_and_consumers_in_a_group_compete() {
-    let clock = ManualClock::new(1_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000);
     let q = queue(&clock);
     send_n(&q, 10);
     let (a1, a2) = (q.consumer("t", "a").unwrap(), q.consumer("t", "a").unwrap());
@@ -47,7 +47,7 @@ fn groups_fan_out_and_consumers_in_a_group_compete() {
 
 #[test]
 fn visibility_timeout_redelivers_and_stale_ack_is_refused() {
-    let clock = ManualClock::new(1_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000);
     let q = queue(&clock);
     send_n(&q, 1);
     let c = q.consumer("t", "g").unwrap();
@@ -69,7 +69,7 @@ fn visibility_timeout_redelivers_and_stale_ack_is_refused() {
 
 #[test]
 fn nack_redelivers_after_its_delay() {
-    let clock = ManualClock::new(1_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000);
     let q = queue(&clock);
     send_n(&q, 1);
     let c = q.consumer("t", "g").unwrap();
@@ -82,7 +82,7 @@ fn nack_redelivers_after_its_delay() {
 
 #[test]
 fn max_deliveries_moves_the_message_to_the_dead_letter_topic() {
-    let clock = ManualClock::new(1_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000);
     let q = queue(&clock);
     send_n(&q, 2);
     let c = q.consumer("t", "g").unwrap();
@@ -94,7 +94,9 @@ fn max_deliveries_moves_the_message_to_the_dead_letter_topic() {
     // The fourth delivery would exceed max_deliveries = 3: offset 0 is dead-lettered.
     let next = c.try_recv().unwrap().unwrap();
     assert_eq!(next.offset(), 1);
-    let dlq = q.consumer("t-g-dlq", "ops").unwrap();
+    let dlq = q
+        .consumer(&Queue::dead_letter_topic("t", "g"), "ops")
+        .unwrap();
     let dead = dlq.try_recv().unwrap().unwrap();
     assert_eq!(dead.payload()[..8], 0u64.to_le_bytes());
     assert!(dead.message().header(DEAD_LETTER_REASON).is_some());
@@ -104,7 +106,7 @@ fn max_deliveries_moves_the_message_to_the_dead_letter_topic() {
 
 #[test]
 fn delayed_messages_wait_for_their_time() {
-    let clock = ManualClock::new(1_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000);
     let q = queue(&clock);
     let p = q.producer("t").unwrap();
     p.send(Message::new("later").deliver_not_before(11_000))
@@ -192,7 +194,7 @@ fn quota_and_oversize_refuse_and_return_the_message() {
 
 #[test]
 fn stats_report_depth_in_flight_and_oldest_age() {
-    let clock = ManualClock::new(1_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000);
     let q = queue(&clock);
     send_n(&q, 3);
     let c = q.consumer("t", "g").unwrap();
@@ -305,7 +307,7 @@ fn full_disk_refuses_the_send_returns_the_message_and_keeps_the_log_whole() {
     dir.kill_process();
     let q = Queue::builder().build_with(dir.handle()).unwrap();
     assert!(
-        q.recovery_report().is_empty(),
+        q.recovery_report().is_clean(),
         "the partial write was cut before reopening"
     );
     let c = q.consumer("t", "g").unwrap();

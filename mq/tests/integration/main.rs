@@ -3,9 +3,14 @@
 // Test code converts small loop counters freely.
 #![allow(clippy::cast_possible_truncation)]
 
+mod asynchronous;
+mod config;
 mod crash;
+mod damage;
 mod delivery;
+mod disk_full;
 mod fuzz_corpus;
+mod lock;
 mod model;
 mod power_loss;
 mod recovery;
@@ -35,6 +40,39 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `n`, or a tenth of it when `TIERKIT_MQ_QUICK` is set: the seed counts of the power-loss
+/// and SIGKILL suites, cut for `cargo mutants` runs (one suite run per mutant; see the README).
+pub(crate) fn scaled(n: u64) -> u64 {
+    if std::env::var_os("TIERKIT_MQ_QUICK").is_some() {
+        n.div_ceil(10)
+    } else {
+        n
+    }
+}
+
+/// Mounts a tmpfs of `size` on `dir`; `false` (with a loud message) when not permitted.
+pub(crate) fn mount_tmpfs(dir: &std::path::Path, size: &str) -> bool {
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "\n*** SKIPPED: cannot mount a tmpfs here ({}); the simulated-ENOSPC tests \
+                 above cover the same paths ***\n",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("\n*** SKIPPED: no `mount` command ({e}) ***\n");
+            false
+        }
     }
 }
 

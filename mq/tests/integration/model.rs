@@ -69,7 +69,7 @@ proptest! {
     #[test]
     fn queue_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = SimDir::new();
-        let clock = ManualClock::new(1_000_000);
+        let clock = ManualClock::starting_at_unix_millis(1_000_000);
         let mut q = open(&dir, &clock);
         let mut m = Model::default();
         let mut held: Vec<Delivery> = Vec::new();
@@ -148,6 +148,6 @@ trait NowForTest {
 
 impl NowForTest for ManualClock {
     fn now_ms_for_test(&self) -> u64 {
-        tierkit_mq::Clock::now_ms(self)
+        tierkit_mq::Clock::unix_millis(self)
     }
 }

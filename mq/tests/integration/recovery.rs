@@ -43,7 +43,7 @@ fn truncated_tail_keeps_the_good_prefix_and_reports_it() {
         .set_len(len - 100)
         .unwrap();
     let q = Queue::builder().build(tmp.path()).unwrap();
-    let report = q.recovery_report();
+    let report: Vec<_> = q.recovery_report().tail_damage().collect();
     assert_eq!(report.len(), 1);
     assert_eq!(report[0].1.offset, 29);
     // A record is 16 bytes of header, 23 of fixed body fields and the payload.
@@ -74,7 +74,10 @@ fn flipped_byte_in_last_segment_tail_is_cut_and_reported() {
     f.write_all(&[0xFF]).unwrap();
     drop(f);
     let q = Queue::builder().build(tmp.path()).unwrap();
-    assert_eq!(q.recovery_report()[0].1.offset, 29);
+    assert_eq!(
+        q.recovery_report().tail_damage().next().unwrap().1.offset,
+        29
+    );
     assert_eq!(q.stats("t").unwrap().log_end, 29);
 }
 
@@ -146,7 +149,10 @@ fn failed_fsync_poisons_the_handle() {
     assert!(matches!(p.send(Message::new("b")), Err(Error::Io { .. })));
     dir.set_fail_sync(false);
     // Never retried: the handle stays poisoned even though fsync would now succeed.
-    assert!(matches!(p.send(Message::new("c")), Err(Error::Poisoned)));
+    assert!(matches!(
+        p.send(Message::new("c")),
+        Err(Error::Poisoned { .. })
+    ));
     drop((p, q));
     dir.crash(1);
     let q = Queue::builder().build_with(dir.handle()).unwrap();
@@ -159,7 +165,7 @@ fn segments_roll_and_all_records_are_read_back_after_reopen() {
     drop(fill(tmp.path(), 100));
     assert!(segments(tmp.path()).len() > 5);
     let q = Queue::builder().build(tmp.path()).unwrap();
-    assert!(q.recovery_report().is_empty());
+    assert!(q.recovery_report().is_clean());
     let c = q.consumer("t", "g").unwrap();
     for i in 0..100u64 {
         let d = c.try_recv().unwrap().unwrap();
@@ -203,7 +209,7 @@ fn flipped_byte_mid_last_segment_keeps_the_prefix_and_flags_intact_records_after
         .repair_damaged_tail(true)
         .build(tmp.path())
         .unwrap();
-    let d = q.recovery_report()[0].1;
+    let d = *q.recovery_report().tail_damage().next().unwrap().1;
     assert_eq!(
         (d.offset, d.reason, d.intact_records_after),
         (5, "checksum mismatch", true)
@@ -244,5 +250,14 @@ fn ack_journal_survives_restarts_compacts_and_cuts_a_torn_tail() {
     let c = q.consumer("t", "g").unwrap();
     let rest: Vec<u64> = std::iter::from_fn(|| c.try_recv().unwrap().map(|d| d.offset())).collect();
     assert_eq!(rest, (n..n + 10).collect::<Vec<_>>());
-    assert_eq!(std::fs::metadata(&journal).unwrap().len() % 17, 0);
+    // A 20-byte header, then whole 17-byte records; the cut is reported.
+    assert_eq!((std::fs::metadata(&journal).unwrap().len() - 20) % 17, 0);
+    assert!(q.recovery_report().repairs().iter().any(|r| matches!(
+        r,
+        tierkit_mq::Repair::JournalDamage {
+            damaged_records: 0,
+            torn_bytes: 5,
+            ..
+        }
+    )));
 }

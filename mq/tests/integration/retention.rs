@@ -59,7 +59,7 @@ fn size_retention_bounds_the_log_and_lagging_groups_skip_what_was_lost() {
 
 #[test]
 fn age_retention_deletes_segments_whose_newest_message_is_too_old() {
-    let clock = ManualClock::new(1_000_000);
+    let clock = ManualClock::starting_at_unix_millis(1_000_000);
     let queue = Queue::builder()
         .segment_size(SEG)
         .retention_age(Duration::from_secs(60))
@@ -154,4 +154,53 @@ fn a_send_at_the_disk_quota_gives_up_after_its_wait_and_returns_the_message() {
     );
     assert!(matches!(err, Error::QuotaExceeded { .. }), "{err:?}");
     assert_eq!(err.into_message().unwrap().payload().len(), 900);
+}
+
+#[test]
+fn retention_counts_only_the_unacknowledged_messages_it_drops() {
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .retention_bytes(2 * SEG)
+        .build_in_memory()
+        .unwrap();
+    let group = queue.consumer("t", "g").unwrap();
+    let producer = queue.producer("t").unwrap();
+    // 10 records per segment; the group acks the odd offsets among the first 10 only.
+    for i in 0..10 {
+        producer.send(Message::new(payload(i, 350))).unwrap();
+    }
+    for _ in 0..10 {
+        let d = group.try_recv().unwrap().unwrap();
+        if !d.offset().is_multiple_of(2) {
+            group.ack(&d).unwrap();
+        }
+    }
+    for i in 10..60 {
+        producer.send(Message::new(payload(i, 350))).unwrap();
+    }
+    // Six segments of 3,906 bytes: size retention keeps the last two, from offset 40. Above
+    // it, the group acks 40 and 41 and nacks 42 before retention runs.
+    let mut held = Vec::new();
+    while let Some(d) = group.try_recv().unwrap() {
+        if d.offset() >= 40 {
+            held.push(d);
+        }
+        if held.len() == 3 {
+            break;
+        }
+    }
+    group.ack(&held[0]).unwrap();
+    group.ack(&held[1]).unwrap();
+    group.nack(&held[2], Duration::ZERO).unwrap();
+    queue.apply_retention().unwrap();
+    let s = queue.stats("t").unwrap();
+    let g = &s.groups[0];
+    assert_eq!(s.log_start, 40, "{s:?}");
+    // Dropped: everything below the new start except the 5 acknowledged odd offsets.
+    assert_eq!(g.retention_dropped, 40 - 5, "{s:?}");
+    // 40 and 41 were acknowledged: the group is past them.
+    assert_eq!(g.committed, 42);
+    // 42 keeps its delivery count.
+    let again = group.try_recv().unwrap().unwrap();
+    assert_eq!((again.offset(), again.delivery_count()), (42, 2));
 }

@@ -8,8 +8,11 @@ static ALLOC: tierkit_testkit::CountingAllocator = tierkit_testkit::CountingAllo
 
 mod allocations;
 mod balance;
+mod failover;
 mod model;
 mod monitor;
+#[cfg(feature = "postgres")]
+mod pg;
 mod routing;
 
 #[test]
@@ -19,4 +22,6 @@ fn shared_types_are_send_and_sync() {
     assert_send_sync::<tierkit_replication::Route<'static, String>>();
     assert_send_sync::<tierkit_replication::Error>();
     assert_send_sync::<tierkit_replication::sim::SimCluster>();
+    assert_send_sync::<tierkit_replication::Event>();
+    assert_send_sync::<tierkit_replication::PendingPromotion>();
 }

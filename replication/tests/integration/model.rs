@@ -184,15 +184,22 @@ impl World {
                 self.cluster.kill(old).unwrap();
                 self.set.mark_down(NodeId(old as u32)).unwrap();
                 self.clock.advance(Duration::from_secs(2));
-                let Ok(Some(promotion)) = self.set.check_failover() else {
+                let Ok(Some(pending)) = self.set.check_failover() else {
                     // No live replica to promote: restore the primary.
                     self.cluster.restart(old).unwrap();
                     self.set.mark_up(NodeId(old as u32)).unwrap();
                     return Ok(());
                 };
                 self.failovers += 1;
-                let new = promotion.new_primary.0 as usize;
+                // Until the engine confirms the candidate, no write is routed anywhere.
+                let promoting = matches!(
+                    self.set.route(Intent::Write).err(),
+                    Some(tierkit_replication::Error::Promoting { .. })
+                );
+                prop_assert!(promoting, "a write was routed during the promotion");
+                let new = pending.candidate.0 as usize;
                 let new_pos = self.cluster.promote(new).unwrap();
+                let promotion = self.set.complete_promotion(&pending, None).unwrap();
                 // The lost range is exactly the acknowledged writes the new primary lacks.
                 let missing: Vec<Position> = self
                     .acked

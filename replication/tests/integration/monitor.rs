@@ -4,18 +4,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tierkit_replication::sim::{SimCluster, SimError, SimNode};
+use tierkit_replication::sim::{SimCluster, SimError, SimNode, SimPromote};
 use tierkit_replication::{
-    Config, Consistency, Fallback, Intent, ManualClock, MonitorOptions, NodeId, Position,
-    PositionProbe, ReplicaSet, monitor_once,
+    Config, Consistency, Fallback, Intent, ManualClock, MonitorOptions, NodeId, Observation,
+    Position, PositionProbe, ReplicaSet, monitor_once,
 };
 
 struct SimProbe;
 
 impl PositionProbe<SimNode> for SimProbe {
     type Error = SimError;
-    fn position(&self, node: &SimNode) -> impl Future<Output = Result<Position, SimError>> + Send {
-        let result = node.position();
+    fn observe(
+        &self,
+        node: &SimNode,
+    ) -> impl Future<Output = Result<Observation, SimError>> + Send {
+        let result = node.position().map(Observation::from);
         async move { result }
     }
 }
@@ -28,6 +31,7 @@ fn cluster_and_set() -> (SimCluster, ReplicaSet<SimNode>, Arc<ManualClock>) {
         .replica(NodeId(1), cluster.node(1))
         .replica(NodeId(2), cluster.node(2))
         .clock(clock.clone())
+        .promotion_hook(SimPromote)
         .config(Config::default().failover_after(Duration::from_secs(3)))
         .build()
         .unwrap();

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tierkit_replication::sim::SimCluster;
 use tierkit_replication::{
-    Config, Consistency, Epoch, Error, Fallback, Intent, ManualClock, NodeId, Position, ReplicaSet,
-    Role,
+    BoundFallback, Config, Consistency, Epoch, Error, Fallback, Intent, ManualClock, NodeId,
+    Position, ReplicaSet, Role,
 };
 
 fn three_replicas(config: Config) -> (ReplicaSet<usize>, Arc<ManualClock>) {
@@ -65,29 +65,87 @@ fn a_failing_replica_stops_getting_reads_and_comes_back() {
 }
 
 #[test]
-fn lag_cascade_keeps_a_floor_of_replicas_serving() {
-    let (set, _) = three_replicas(Config::default().min_serving_replicas(1));
+fn bounded_reads_never_exceed_the_bound_by_default() {
+    // Issue 18, finding 3: the default floor of one serving replica kept a replica past the
+    // bound in use, silently. Now the default is the primary.
+    let (set, _) = three_replicas(Config::default());
     set.route(Intent::Write).unwrap().committed(Position(100));
     set.report_position(NodeId(1), Position(90)).unwrap();
     set.report_position(NodeId(2), Position(50)).unwrap();
-    // Every replica lags past a bound of 5: the most advanced keeps serving instead of the primary.
     let r = set
         .route(Intent::Read(Consistency::BoundedStaleness(5)))
         .unwrap();
-    assert_eq!((r.id(), r.fallback()), (NodeId(1), None));
-    drop(r);
-    let (strict, _) = three_replicas(Config::default().min_serving_replicas(0));
-    strict
-        .route(Intent::Write)
-        .unwrap()
-        .committed(Position(100));
-    let r = strict
+    assert_eq!(
+        (r.id(), r.fallback(), r.beyond_bound()),
+        (NodeId(0), Some(Fallback::ReplicasBehind), false)
+    );
+}
+
+#[test]
+fn stale_replica_fallback_keeps_a_floor_serving_and_flags_it() {
+    let (set, _) = three_replicas(
+        Config::default()
+            .bound_fallback(BoundFallback::StaleReplica)
+            .min_serving_replicas(1),
+    );
+    set.route(Intent::Write).unwrap().committed(Position(100));
+    set.report_position(NodeId(1), Position(90)).unwrap();
+    set.report_position(NodeId(2), Position(50)).unwrap();
+    // Every replica lags past a bound of 5: the most advanced keeps serving, flagged.
+    let r = set
         .route(Intent::Read(Consistency::BoundedStaleness(5)))
         .unwrap();
     assert_eq!(
-        (r.id(), r.fallback()),
-        (NodeId(0), Some(Fallback::ReplicasBehind))
+        (r.id(), r.fallback(), r.beyond_bound()),
+        (NodeId(1), None, true)
     );
+    drop(r);
+    // Within the bound: not flagged.
+    let r = set
+        .route(Intent::Read(Consistency::BoundedStaleness(10)))
+        .unwrap();
+    assert_eq!((r.id(), r.beyond_bound()), (NodeId(1), false));
+}
+
+#[test]
+fn bounded_staleness_in_time() {
+    let (set, clock) = three_replicas(Config::default());
+    for p in 1..=10u64 {
+        set.route(Intent::Write)
+            .unwrap()
+            .committed(Position(p * 10));
+        clock.advance(Duration::from_secs(1));
+    }
+    // Writes routed at t = 0 s (pos 10) ... t = 9 s (pos 100); now t = 10 s.
+    set.report_position(NodeId(1), Position(100)).unwrap();
+    set.report_position(NodeId(2), Position(55)).unwrap();
+    // Replica 2 is provably complete through t = 4 s (the primary was at most at 50 then):
+    // 6 s stale at most. A bound of 5.5 s excludes it, 6 s admits it.
+    for _ in 0..10 {
+        let r = set
+            .route(Intent::Read(Consistency::BoundedStalenessTime(
+                Duration::from_millis(5_500),
+            )))
+            .unwrap();
+        assert_eq!(r.id(), NodeId(1));
+    }
+    let ids: std::collections::HashSet<NodeId> = (0..10)
+        .map(|_| {
+            set.route(Intent::Read(Consistency::BoundedStalenessTime(
+                Duration::from_secs(6),
+            )))
+            .unwrap()
+            .id()
+        })
+        .collect();
+    assert_eq!(ids, [NodeId(1), NodeId(2)].into_iter().collect());
+    // No sample in the last 0.5 s: nothing bounds the primary's position, so the primary.
+    let r = set
+        .route(Intent::Read(Consistency::BoundedStalenessTime(
+            Duration::from_millis(500),
+        )))
+        .unwrap();
+    assert_eq!(r.fallback(), Some(Fallback::ReplicasBehind));
 }
 
 #[test]
@@ -167,7 +225,15 @@ fn automatic_failover_rules() {
     );
     set.report_position(NodeId(1), Position(97)).unwrap();
     let p = set.check_failover().unwrap().unwrap();
-    assert_eq!(p.new_primary, NodeId(1));
+    assert_eq!(p.candidate, NodeId(1));
+    assert!(matches!(
+        set.route(Intent::Write).err(),
+        Some(Error::Promoting {
+            candidate: NodeId(1),
+            ..
+        })
+    ));
+    set.complete_promotion(&p, None).unwrap();
     // The new primary fails at once: no second failover inside the quiet period.
     set.mark_down(NodeId(1)).unwrap();
     clock.advance(Duration::from_secs(20));
@@ -183,6 +249,7 @@ fn automatic_failover_rules() {
     ));
     set.report_position(NodeId(3), Position(95)).unwrap();
     let p = set.check_failover().unwrap().unwrap();
+    let p = set.complete_promotion(&p, None).unwrap();
     assert_eq!((p.new_primary, p.epoch), (NodeId(3), Epoch(3)));
     assert_eq!(p.lost.map(|l| l.len()), Some(2));
 }
@@ -241,10 +308,12 @@ fn lag_in_time_from_the_primary_history() {
     set.report_position(NodeId(2), Position(55)).unwrap();
     let stats = set.stats();
     assert_eq!(stats[1].lag_time, Some(Duration::ZERO));
-    // Replica 2 lacks the write at position 60, made at t = 5 s.
+    // Replica 2 has the write routed at t = 4 s (position 50), not the one at t = 5 s: the
+    // primary was provably at or before its position at t = 4 s, so at most 6 s stale (an
+    // upper bound: the write at 60 may have committed just before t = 5 s).
     assert_eq!(
         (stats[2].lag, stats[2].lag_time),
-        (45, Some(Duration::from_secs(5)))
+        (45, Some(Duration::from_secs(6)))
     );
     // Replica 3 is older than the history: unknown.
     assert_eq!(stats[3].lag_time, None);
