@@ -84,7 +84,7 @@ trap 'exit 130' INT TERM
 
 wait_port() {
   local port="$1"
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
@@ -206,7 +206,11 @@ start_front() {  # name
         -g 'daemon off;' >>"$SCRATCH/nginx.log" 2>&1 &
       FRONT_PID=$!; FRONT_PORT=$PORT_NGINX ;;
   esac
-  wait_port "$FRONT_PORT"
+  if ! wait_port "$FRONT_PORT"; then
+    echo "loadtest: $1 did not start; its log:" >&2
+    cat "$SCRATCH"/*.log "$SCRATCH"/nginx/error.log 2>/dev/null | tail -n 20 >&2
+    exit 1
+  fi
   # Let health checks see every backend once (HAProxy: first check within 500 ms).
   sleep 1
 }
