@@ -26,6 +26,16 @@
 //!   balancer (`iter_custom`; threads are started before timing and released by a barrier; the
 //!   machine has 2 cores). tower's `Balance` needs `&mut self`, so it has no threaded variant.
 //!
+//! - **tower_service/**: one request through a tower `Service`, polled to completion with a
+//!   no-op waker (`poll_ready` + `call` + polling the response future once; every inner
+//!   service here answers at once): the in-memory inner service called directly
+//!   (`inner_direct`, the floor), tierkit-lb's `tower::Balance` over 100 of them (pick, clone of
+//!   the picked service, its `poll_ready` + `call`, latency measured with two clock reads and
+//!   reported on the lease), and tower's `p2c::Balance` over 100 `PendingRequests` wrappers of
+//!   the same service. Overhead = row - `inner_direct`; `baseline_two_clock_reads` is the
+//!   floor of any service that times its requests (`Instant::now` at the call, `elapsed` at
+//!   the answer).
+//!
 //! Inputs (addresses, weights, keys) are deterministic and built before timing.
 
 use std::collections::BTreeSet;
@@ -182,6 +192,63 @@ fn warmed(policy: LeastLatency, n: usize) -> Balancer<u64, LeastLatency> {
         lease.success(Duration::from_micros(200 + (i as u64 % 7) * 50));
     }
     lb
+}
+
+/// Polls a future that must be ready at once.
+fn ready_now<F: std::future::Future>(fut: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("in-memory services answer at once"),
+    }
+}
+
+/// `poll_ready` + `call` + the response, for services that are always ready.
+fn one_request<S: Service<()>>(svc: &mut S) -> Result<S::Response, S::Error> {
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("always-ready services"),
+    }
+    ready_now(svc.call(()))
+}
+
+fn tower_service(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tower_service/100");
+    let mut direct = tower::service_fn(ok);
+    g.bench_function("inner_direct", |b| {
+        b.iter(|| one_request(black_box(&mut direct)))
+    });
+    // What timing a request needs at least: a clock read at the call and one at the answer.
+    g.bench_function("baseline_two_clock_reads", |b| {
+        b.iter(|| black_box(Instant::now()).elapsed())
+    });
+    let lb = std::sync::Arc::new(
+        Balancer::builder(PowerOfTwoChoices::new())
+            .backends((0..BACKENDS as u64).map(|i| Backend::new(i, tower::service_fn(ok))))
+            .build()
+            .expect("valid pool"),
+    );
+    let mut balance = tierkit::lb::tower::Balance::new(lb);
+    g.bench_function("tierkit_balance_p2c", |b| {
+        b.iter(|| one_request(black_box(&mut balance)))
+    });
+    let lb = std::sync::Arc::new(
+        Balancer::builder(LeastLatency::new())
+            .backends((0..BACKENDS as u64).map(|i| Backend::new(i, tower::service_fn(ok))))
+            .build()
+            .expect("valid pool"),
+    );
+    let mut balance = tierkit::lb::tower::Balance::new(lb);
+    g.bench_function("tierkit_balance_least_latency", |b| {
+        b.iter(|| one_request(black_box(&mut balance)))
+    });
+    let mut p2c: Balance<_, ()> = Balance::new(ServiceList::new::<()>(pending_services()));
+    one_request(&mut p2c).expect("discovery and first readiness before timing");
+    g.bench_function("tower_p2c_pending_requests", |b| {
+        b.iter(|| one_request(black_box(&mut p2c)))
+    });
+    g.finish();
 }
 
 fn round_robin(c: &mut Criterion) {
@@ -394,6 +461,6 @@ criterion_group! {
         .sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = round_robin, random, p2c, least_latency, weighted_round_robin, consistent_hash, threads
+    targets = tower_service, round_robin, random, p2c, least_latency, weighted_round_robin, consistent_hash, threads
 }
 criterion_main!(benches);

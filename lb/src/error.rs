@@ -68,6 +68,10 @@ pub enum Error {
         /// What was wrong with it.
         reason: &'static str,
     },
+    /// A request through the tower integration got no response within its timeout (counted
+    /// as a failure of its backend).
+    #[error("no response within {0:?}")]
+    Timeout(std::time::Duration),
     /// The consistent-hash placement refused the membership (see its error).
     #[error("placement: {0}")]
     Placement(#[from] tierkit_consistent_hash::Error),

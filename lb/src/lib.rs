@@ -54,6 +54,9 @@
 //! ## Crate features
 //! - `tokio`: active health checks (`HealthCheck`, `TcpConnect`,
 //!   `Balancer::spawn_health_checks`) and async `Drain::wait`.
+//! - `tower`: `tierkit_lb::tower`, a tower `Service` and `Layer` that balance requests over
+//!   backend services with any policy, time them, and compose with `tower::retry` (implies
+//!   `tokio`).
 //! - `sim`: `tierkit_lb::sim`, a seeded virtual-time simulator that runs the real balancer
 //!   against modelled servers (queues, service times, failures, cold starts) to compare
 //!   policies on a workload (`cargo run --release --example lb_sim`).
@@ -85,6 +88,9 @@ mod snapshot;
 mod stats;
 mod sync;
 mod tagged;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod view;
 
 #[cfg(feature = "tokio")]

@@ -28,3 +28,4 @@ fn shared_types_are_send_and_sync() {
     assert_send_sync::<tierkit_lb::Context<'static>>();
 }
 mod sim;
+mod tower;
