@@ -43,8 +43,9 @@
 //! On by default, each enabling the module of the same name: `consistent-hash`, `lb`, `cache`,
 //! `replication`, `shard`, `mq`. Off by default, passed through to the crates that have them:
 //! `tokio` (async APIs: lb health checks and drain, cache async loaders, replication monitors,
-//! shard scatter-gather, mq's async receive and ack), and the engine adapters `postgres`
-//! (replication on PostgreSQL) and `redis` (the cache's remote tier on Redis).
+//! shard scatter-gather, mq's async receive and ack), the engine adapters `postgres`
+//! (replication on PostgreSQL) and `redis` (the cache's remote tier on Redis, shard's Redis
+//! Cluster routing), and `tower` (lb's tower `Service` and `Layer`).
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
