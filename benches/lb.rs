@@ -224,7 +224,8 @@ fn tower_service(c: &mut Criterion) {
         b.iter(|| black_box(Instant::now()).elapsed())
     });
     let lb = std::sync::Arc::new(
-        Balancer::builder(PowerOfTwoChoices::new())
+        Balancer::builder()
+            .policy(PowerOfTwoChoices::new())
             .backends((0..BACKENDS as u64).map(|i| Backend::new(i, tower::service_fn(ok))))
             .build()
             .expect("valid pool"),
@@ -234,7 +235,8 @@ fn tower_service(c: &mut Criterion) {
         b.iter(|| one_request(black_box(&mut balance)))
     });
     let lb = std::sync::Arc::new(
-        Balancer::builder(LeastLatency::new())
+        Balancer::builder()
+            .policy(LeastLatency::new())
             .backends((0..BACKENDS as u64).map(|i| Backend::new(i, tower::service_fn(ok))))
             .build()
             .expect("valid pool"),

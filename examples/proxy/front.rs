@@ -117,7 +117,8 @@ async fn run<P: Policy<Upstream>>(args: &Args, policy: P) -> Result<(), BoxError
         .map(|&a| Upstream::new(a))
         .collect::<Result<Vec<_>, _>>()?;
     let lb = Arc::new(
-        Balancer::builder(policy)
+        Balancer::builder()
+            .policy(policy)
             .backends(backends)
             .outlier_detection(
                 OutlierDetection::new()
@@ -253,9 +254,11 @@ impl<P: Policy<Upstream>> Proxy<P> {
                 }
                 text(StatusCode::OK, out)
             }
-            ("/_tierkit/add", Some(addr)) => match Upstream::new(addr).map(|b| self.lb.add(b)) {
-                Ok(Ok(())) => text(StatusCode::OK, format!("added {addr}\n")),
-                Ok(Err(e)) => text(StatusCode::CONFLICT, format!("{e}\n")),
+            ("/_tierkit/add", Some(addr)) => match Upstream::new(addr) {
+                Ok(b) => match self.lb.add(b) {
+                    Ok(()) => text(StatusCode::OK, format!("added {addr}\n")),
+                    Err(e) => text(StatusCode::CONFLICT, format!("{e}\n")),
+                },
                 Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
             },
             ("/_tierkit/remove", Some(addr)) => {

@@ -38,7 +38,7 @@ use crate::{Balancer, Policy};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower::BoxError> {
 /// let lb = Arc::new(
-///     Balancer::builder(RoundRobin::new())
+///     Balancer::builder().policy(RoundRobin::new())
 ///         .backends((1..=2).map(|i| Backend::new(i, format!("10.0.0.{i}:80"))))
 ///         .build()?,
 /// );

@@ -40,7 +40,7 @@
 //!     Ok(format!("backend {id} got {}", req.body()))
 //! });
 //! let lb = Arc::new(
-//!     Balancer::builder(RoundRobin::new())
+//!     Balancer::builder().policy(RoundRobin::new())
 //!         .backends((1..=3).map(|id| Backend::new(id, backend(id))))
 //!         .outlier_detection(OutlierDetection::new().consecutive_failures(2).max_ejected_percent(50))
 //!         .panic_threshold(0)

@@ -36,7 +36,7 @@ use crate::Error;
 ///     if ok { Ok("hello") } else { Err("backend down") }
 /// });
 /// let lb = Arc::new(
-///     Balancer::builder(RoundRobin::new())
+///     Balancer::builder().policy(RoundRobin::new())
 ///         .backend(Backend::new(1, backend(false)))
 ///         .backend(Backend::new(2, backend(true)))
 ///         .build()?,

@@ -58,7 +58,7 @@ use crate::{BackendId, Balancer, Context, Lease, NoBackend, Policy};
 ///     service_fn(move |()| async move { Ok::<_, Infallible>(name) })
 /// };
 /// let lb = Arc::new(
-///     Balancer::builder(PowerOfTwoChoices::new())
+///     Balancer::builder().policy(PowerOfTwoChoices::new())
 ///         .backend(Backend::new(1, backend("a")))
 ///         .backend(Backend::new(2, backend("b")))
 ///         .build()?,

@@ -129,7 +129,8 @@ impl<R> Service<R> for Mock {
 
 fn pool<P: Policy<Mock>>(policy: P, mocks: &[Mock]) -> Arc<Balancer<Mock, P>> {
     Arc::new(
-        Balancer::builder(policy)
+        Balancer::builder()
+            .policy(policy)
             .backends(mocks.iter().map(|m| Backend::new(m.id, m.clone())))
             .panic_threshold(0)
             .build()
@@ -226,7 +227,8 @@ async fn errors_and_rejected_responses_are_failures_and_eject() {
         Mock::new(3),
     ];
     let lb = Arc::new(
-        Balancer::builder(RoundRobin::new())
+        Balancer::builder()
+            .policy(RoundRobin::new())
             .backends(mocks.iter().map(|m| Backend::new(m.id, m.clone())))
             .outlier_detection(
                 OutlierDetection::new()
@@ -289,8 +291,12 @@ async fn timeout_is_a_failure_and_cancellation_is_not() {
 
 #[tokio::test(start_paused = true)]
 async fn no_backend_fails_fast_with_the_reason() {
-    let lb: Arc<Balancer<Mock, RoundRobin>> =
-        Arc::new(Balancer::builder(RoundRobin::new()).build().unwrap());
+    let lb: Arc<Balancer<Mock, RoundRobin>> = Arc::new(
+        Balancer::builder()
+            .policy(RoundRobin::new())
+            .build()
+            .unwrap(),
+    );
     let mut svc = Balance::new(Arc::clone(&lb));
     let err = unit(&mut svc).await.unwrap_err();
     assert_eq!(lb_error(&err), Some(&Error::NoBackend(NoBackend::Empty)));
@@ -356,8 +362,12 @@ impl futures_core::Stream for Feed {
 
 #[tokio::test(start_paused = true)]
 async fn membership_follows_a_discover_stream() {
-    let lb: Arc<Balancer<Mock, RoundRobin>> =
-        Arc::new(Balancer::builder(RoundRobin::new()).build().unwrap());
+    let lb: Arc<Balancer<Mock, RoundRobin>> = Arc::new(
+        Balancer::builder()
+            .policy(RoundRobin::new())
+            .build()
+            .unwrap(),
+    );
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = spawn_discover(&lb, Feed(rx), |k: &u64| BackendId(*k));
     let (a, b, c) = (Mock::new(1), Mock::new(2).delay(100), Mock::new(3));
@@ -539,7 +549,8 @@ impl Service<http::Request<()>> for Client {
 #[tokio::test(start_paused = true)]
 async fn layer_routes_one_client_and_forwards_readiness() {
     let lb = Arc::new(
-        Balancer::builder(ConsistentHash::maglev())
+        Balancer::builder()
+            .policy(ConsistentHash::maglev())
             .backends((1..=9u16).map(|p| Backend::new(u64::from(p), p)))
             .build()
             .unwrap(),
