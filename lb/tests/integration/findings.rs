@@ -295,11 +295,20 @@ fn finding5_removed_backends_are_released() {
         release_thread_snapshots();
         to_picker.send(0).unwrap(); // one pick on another balancer
         main_rx.recv().unwrap();
-        assert_eq!(
-            dropped.load(Ordering::SeqCst),
-            1,
-            "value kept alive by a thread cache"
-        );
+        // No thread caches the old snapshot now; the retired list frees it on the refresher
+        // thread (woken by the picker's release) or on this explicit `refresh`, whichever comes
+        // first: the two may race, so wait for the drop with a deadline instead of asserting
+        // on one instant.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dropped.load(Ordering::SeqCst) != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "value kept alive by a thread cache"
+            );
+            lb.refresh();
+            std::thread::yield_now();
+        }
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
         drop(to_picker);
     });
     // A dropped balancer's snapshot is released the same way.
