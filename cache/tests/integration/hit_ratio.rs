@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
-use tierkit_testkit::SplitMix64;
-
 use tierkit_cache::{
     CacheBuilder, CachePolicy, ConcurrentCache, FifoCache, LfuCache, LruCache, S3FifoCache,
 };
@@ -13,21 +11,9 @@ use tierkit_cache::{
 /// Fixed-key SipHash: S3-FIFO's ghost queue remembers hashes, so equal runs need equal hashes.
 type Fixed = BuildHasherDefault<DefaultHasher>;
 
-/// `len` requests drawn from Zipf(`s`) over `keys` keys by inverse CDF.
+/// `len` requests drawn from Zipf(`s`) over `keys` keys (ranks), from testkit's sampler.
 fn zipf(keys: usize, s: f64, len: usize, seed: u64) -> Vec<u64> {
-    let mut cdf: Vec<f64> = (1..=keys).map(|i| 1.0 / (i as f64).powf(s)).collect();
-    let mut acc = 0.0;
-    for c in &mut cdf {
-        acc += *c;
-        *c = acc;
-    }
-    let mut rng = SplitMix64::new(seed);
-    (0..len)
-        .map(|_| {
-            let u = rng.next_f64() * acc;
-            cdf.partition_point(|&c| c < u).min(keys - 1) as u64
-        })
-        .collect()
+    tierkit_testkit::zipf_ranks(keys, s, len, seed)
 }
 
 /// Zipf(0.9) traffic with a scan of `scan` one-off keys every `period` requests.
