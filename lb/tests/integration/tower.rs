@@ -314,17 +314,19 @@ async fn readiness_is_awaited_while_counted_in_flight() {
         Service::<()>::poll_ready(&mut svc, &mut cx),
         Poll::Ready(Ok(()))
     ));
-    // Find a request that landed on the gated backend: it waits, holding its lease.
+    // Find a request that landed on the gated backend: it waits, holding its lease. Ties
+    // between idle backends are broken by a per-process random choice, so try until one lands
+    // there (each try does with probability 1/2).
     let mut waiting = None;
-    for _ in 0..2 {
+    for _ in 0..64 {
         let mut fut = Box::pin(Service::<()>::call(&mut svc, ()));
-        if fut.as_mut().poll(&mut cx).is_pending() && mocks[0].calls() == 0 {
+        if fut.as_mut().poll(&mut cx).is_pending() && backend_stats(&lb, 1).in_flight == 1 {
             waiting = Some(fut);
             break;
         }
         assert_eq!(fut.await.unwrap(), 200);
     }
-    let waiting = waiting.expect("one of two least-connections picks reaches backend 1");
+    let waiting = waiting.expect("one of 64 least-connections picks reaches backend 1");
     assert_eq!(backend_stats(&lb, 1).in_flight, 1);
     // Least connections sees it busy: the next requests go to backend 2.
     for _ in 0..3 {
