@@ -195,13 +195,13 @@ fn moved(c: &mut Criterion) {
         .enumerate()
     {
         topology
-            .add_slots(*a, *b, Node::new("", format!("127.0.0.1:{}", 57001 + i)))
+            .add_slots(*a, *b, Node::new("", format!("127.0.0.1:{}", 27001 + i)))
             .expect("valid");
     }
     let router = ClusterRouter::new(&topology);
     let lines: Vec<String> = common::splitmix(1024)
         .iter()
-        .map(|z| format!("MOVED {} 127.0.0.1:{}", z % 16_384, 57001 + z % 3))
+        .map(|z| format!("MOVED {} 127.0.0.1:{}", z % 16_384, 27001 + z % 3))
         .collect();
     let parsed: Vec<(u16, String)> = lines
         .iter()

@@ -2,7 +2,7 @@
 //! servers placed on a consistent-hash ring, in front of a slow database.
 //!
 //! `cargo run --release --example cache_tier -- --spawn-redis` starts its own three
-//! `redis-server` processes on 127.0.0.1:56382-56384 (and stops them at the end); without the
+//! `redis-server` processes on 127.0.0.1:26382-26384 (and stops them at the end); without the
 //! flag it uses `TIERKIT_REDIS_NODES` (three `host:port`, as `.ci/servers.d/redis.sh` exports).
 //!
 //! Prints: hit ratios per level for each instance; one node killed (or, on servers the example
@@ -181,7 +181,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .position(|a| a == "--updates")
         .and_then(|i| args.get(i + 1))
         .map_or(Ok(10_000), |v| v.parse())?;
-    let ports = [56382u16, 56383, 56384];
+    let ports = [26382u16, 26383, 26384];
     let (mut servers, nodes) = if spawn {
         let nodes = ports
             .iter()

@@ -317,8 +317,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `--redis`: the same story on a real Redis Cluster (`TIERKIT_REDIS_CLUSTER`, three masters).
-/// The example adds a fourth master (127.0.0.1:57004) and rebalances, loads the users, then adds
-/// a fifth (57005) and rebalances 4 -> 5 with `redis-cli` while two clients keep reading and
+/// The example adds a fourth master (127.0.0.1:27004) and rebalances, loads the users, then adds
+/// a fifth (27005) and rebalances 4 -> 5 with `redis-cli` while two clients keep reading and
 /// writing through a [`ClusterRouter`](tierkit::shard::ClusterRouter) (MOVED / ASK / TRYAGAIN
 /// followed, the `redis` crate sending). At the end it verifies every user, moves the slots
 /// back to the three original masters and removes the two it added.

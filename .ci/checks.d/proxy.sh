@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lb proxy example under load, briefly: builds examples/proxy in release and runs the
 # side-by-side load test in its smoke form (3 s per front end and scenario; the tierkit proxy,
-# HAProxy and nginx in front of four loopback backends on ports 58001-58012). Fails if the
+# HAProxy and nginx in front of four loopback backends on ports 28001-28012). Fails if the
 # script fails or the tierkit proxy answers any error in scenario 1 (all backends equal).
 # The full run (documented in lb/README.md) is `examples/proxy/loadtest.sh`.
 set -euo pipefail

@@ -1,13 +1,13 @@
-# A 3-master Redis Cluster on loopback (clients on 127.0.0.1:57001-57003, the cluster bus on
-# port + 10, 57011-57013: the default, port + 10000, does not exist; `sharded_users --redis`
-# adds masters on 57004-57005, buses 57014-57015), no replicas, no persistence,
+# A 3-master Redis Cluster on loopback (clients on 127.0.0.1:27001-27003, the cluster bus on
+# port + 10, 27011-27013: the default, port + 10000, does not exist; `sharded_users --redis`
+# adds masters on 27004-27005, buses 27014-27015), no replicas, no persistence,
 # for tierkit-shard's `redis` integration tests and `sharded_users --redis`.
-# Exports TIERKIT_REDIS_CLUSTER="127.0.0.1:57001,127.0.0.1:57002,127.0.0.1:57003".
+# Exports TIERKIT_REDIS_CLUSTER="127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003".
 start_redis_cluster() {
   tk_install redis-server redis-server redis-tools
-  local dir="$TIERKIT_SCRATCH/redis-cluster" port ports=(57001 57002 57003) i
+  local dir="$TIERKIT_SCRATCH/redis-cluster" port ports=(27001 27002 27003) i
   mkdir -p "$dir"
-  tk_require_free_port "${ports[@]}" 57011 57012 57013
+  tk_require_free_port "${ports[@]}" 27011 27012 27013
   for port in "${ports[@]}"; do
     redis-server --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
       --cluster-port $((port + 10)) --dir "$dir" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
@@ -15,7 +15,7 @@ start_redis_cluster() {
     tk_on_exit "redis-cli -h 127.0.0.1 -p $port shutdown nosave"
   done
   for port in "${ports[@]}"; do tk_wait_port "$port"; done
-  redis-cli --cluster create 127.0.0.1:57001 127.0.0.1:57002 127.0.0.1:57003 \
+  redis-cli --cluster create 127.0.0.1:27001 127.0.0.1:27002 127.0.0.1:27003 \
     --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 || {
     cat "$dir/create.log" >&2
     return 1
@@ -35,6 +35,6 @@ start_redis_cluster() {
     echo "servers: redis cluster did not reach cluster_state:ok" >&2
     return 1
   fi
-  export TIERKIT_REDIS_CLUSTER="127.0.0.1:57001,127.0.0.1:57002,127.0.0.1:57003"
+  export TIERKIT_REDIS_CLUSTER="127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003"
   echo "servers: redis cluster up on $TIERKIT_REDIS_CLUSTER"
 }

@@ -7,9 +7,9 @@
 #   examples/proxy/loadtest.sh --out FILE # also write the Markdown table to FILE
 #
 # Topology: four backends (the proxy example in --backend mode, 1 ms per answer) on ports
-# 58001-58004; one front end at a time: tierkit (58010, least latency, 2 retries; also with
-# --retries 0 in scenario 3), HAProxy (58011, `balance leastconn`, `option httpchk`), nginx
-# (58012, `least_conn`; open-source nginx has passive checks only). wrk: 2 threads, 64
+# 28001-28004; one front end at a time: tierkit (28010, least latency, 2 retries; also with
+# --retries 0 in scenario 3), HAProxy (28011, `balance leastconn`, `option httpchk`), nginx
+# (28012, `least_conn`; open-source nginx has passive checks only). wrk: 2 threads, 64
 # connections, keep-alive. Each front end gets 2 worker threads/processes.
 #
 # Scenarios: (1) four equal backends; (2) backend 4 answers 20 ms slower; (3) backend 2 is
@@ -38,11 +38,11 @@ CONNS=64
 WRK_THREADS=2
 BASE_DELAY=1   # ms per answer
 SLOW_EXTRA=20  # ms, scenario 2
-BACKEND_PORTS=(58001 58002 58003 58004)
-PORT_TIERKIT=58010
-PORT_HAPROXY=58011
-PORT_NGINX=58012
-VICTIM=1       # index into BACKEND_PORTS: 58002
+BACKEND_PORTS=(28001 28002 28003 28004)
+PORT_TIERKIT=28010
+PORT_HAPROXY=28011
+PORT_NGINX=28012
+VICTIM=1       # index into BACKEND_PORTS: 28002
 
 # --- install what is missing --------------------------------------------------------------
 apt_updated=""
@@ -94,7 +94,7 @@ wait_port() {
 
 port_free() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    echo "loadtest: port $1 is already in use (ports 58001-58012 must be free)" >&2
+    echo "loadtest: port $1 is already in use (ports 28001-28012 must be free)" >&2
     exit 1
   fi
 }

@@ -3,17 +3,17 @@
 //!
 //! ```text
 //! # four backends, one 20 ms slower, one failing 1% of requests
-//! cargo run --release --example proxy -- --backend 58001 --delay 2 &
-//! cargo run --release --example proxy -- --backend 58002 --delay 2 &
-//! cargo run --release --example proxy -- --backend 58003 --delay 2 --fail-rate 0.01 &
-//! cargo run --release --example proxy -- --backend 58004 --delay 22 &
+//! cargo run --release --example proxy -- --backend 28001 --delay 2 &
+//! cargo run --release --example proxy -- --backend 28002 --delay 2 &
+//! cargo run --release --example proxy -- --backend 28003 --delay 2 --fail-rate 0.01 &
+//! cargo run --release --example proxy -- --backend 28004 --delay 22 &
 //! # the proxy in front of them
-//! cargo run --release --example proxy -- --listen 58010 \
-//!     --backends 127.0.0.1:58001,127.0.0.1:58002,127.0.0.1:58003,127.0.0.1:58004
-//! curl -s 127.0.0.1:58010/hello
-//! curl -s 127.0.0.1:58010/_tierkit/stats                          # per-backend counters
-//! curl -s '127.0.0.1:58010/_tierkit/remove?addr=127.0.0.1:58004'  # drain, then remove
-//! curl -s '127.0.0.1:58010/_tierkit/add?addr=127.0.0.1:58004'
+//! cargo run --release --example proxy -- --listen 28010 \
+//!     --backends 127.0.0.1:28001,127.0.0.1:28002,127.0.0.1:28003,127.0.0.1:28004
+//! curl -s 127.0.0.1:28010/hello
+//! curl -s 127.0.0.1:28010/_tierkit/stats                          # per-backend counters
+//! curl -s '127.0.0.1:28010/_tierkit/remove?addr=127.0.0.1:28004'  # drain, then remove
+//! curl -s '127.0.0.1:28010/_tierkit/add?addr=127.0.0.1:28004'
 //! ```
 //!
 //! The proxy (`front.rs`): a `tower::retry::Retry` with `tierkit_lb::tower::Retries` around a
@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     fail_rate: f64,
     /// Proxy mode: loopback port to listen on.
-    #[arg(long, default_value_t = 58010, value_name = "PORT")]
+    #[arg(long, default_value_t = 28010, value_name = "PORT")]
     listen: u16,
     /// Proxy mode: backend addresses, comma separated.
     #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]

@@ -47,8 +47,8 @@ pub(crate) struct Config {
 /// use tierkit_cache::remote::RemoteTier;
 ///
 /// let builder = RemoteTier::builder()
-///     .node("127.0.0.1:56379")
-///     .weighted_node("127.0.0.1:56380", 2)
+///     .node("127.0.0.1:26379")
+///     .weighted_node("127.0.0.1:26380", 2)
 ///     .op_timeout(Duration::from_millis(100))
 ///     .rise(2)
 ///     .fall(3);

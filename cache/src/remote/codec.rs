@@ -88,7 +88,7 @@ pub enum TypedError<E> {
 /// use tierkit_cache::remote::{RemoteTier, TieredCache, Typed, Utf8};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let cache: TieredCache = TieredCache::builder(RemoteTier::builder().node("127.0.0.1:56379"))
+/// let cache: TieredCache = TieredCache::builder(RemoteTier::builder().node("127.0.0.1:26379"))
 ///     .connect()
 ///     .await?;
 /// let names = Typed::new(cache, Utf8);

@@ -19,7 +19,7 @@
 //! use tierkit_cache::remote::{RemoteTier, TieredCache};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let nodes = std::env::var("TIERKIT_REDIS_NODES")?; // "127.0.0.1:56379,127.0.0.1:56380,..."
+//! let nodes = std::env::var("TIERKIT_REDIS_NODES")?; // "127.0.0.1:26379,127.0.0.1:26380,..."
 //! let users: TieredCache = TieredCache::builder(RemoteTier::builder().nodes_from_list(&nodes))
 //!     .connect()
 //!     .await?;

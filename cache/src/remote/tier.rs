@@ -79,7 +79,7 @@ impl Drop for Shared {
 ///
 /// # async fn demo() -> Result<(), tierkit_cache::remote::RemoteError> {
 /// let tier = RemoteTier::builder()
-///     .nodes_from_list("127.0.0.1:56379,127.0.0.1:56380,127.0.0.1:56381")
+///     .nodes_from_list("127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381")
 ///     .connect()
 ///     .await?;
 /// tier.set(b"user:42", Bytes::from_static(b"alice"), Duration::from_secs(60)).await?;

@@ -191,7 +191,7 @@ enum Fill<E> {
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache: TieredCache = TieredCache::builder(
-///     RemoteTier::builder().nodes_from_list("127.0.0.1:56379,127.0.0.1:56380,127.0.0.1:56381"),
+///     RemoteTier::builder().nodes_from_list("127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381"),
 /// )
 /// .near_capacity(10_000)
 /// .connect()

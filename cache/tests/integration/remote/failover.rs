@@ -32,7 +32,7 @@ fn key(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_three_moves_only_its_keys_and_fails_no_read() {
-    let mut servers: Vec<OwnRedis> = (56382..=56384).map(OwnRedis::start).collect();
+    let mut servers: Vec<OwnRedis> = (26382..=26384).map(OwnRedis::start).collect();
     let app = TieredCache::builder(builder(&servers, "kill-app"))
         .connect()
         .await
@@ -92,7 +92,7 @@ async fn killing_one_of_three_moves_only_its_keys_and_fails_no_read() {
     assert_eq!(fresh.stats().loads, 0, "{:?}", fresh.stats());
 
     // Restart the node on the same port: it comes back and gets its keys again.
-    servers[2] = OwnRedis::start(56384);
+    servers[2] = OwnRedis::start(26384);
     eventually("victim back", WAIT, || tier.is_up(&victim) == Some(true)).await;
     for (i, b) in before.iter().enumerate() {
         assert_eq!(tier.serving_node(key(i)), Some(b.as_str()));
@@ -102,7 +102,7 @@ async fn killing_one_of_three_moves_only_its_keys_and_fails_no_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_node_never_serves_values_from_before_its_outage() {
-    let servers: Vec<OwnRedis> = (56385..=56387).map(OwnRedis::start).collect();
+    let servers: Vec<OwnRedis> = (26385..=26387).map(OwnRedis::start).collect();
     let tier = builder(&servers, "pause-app").connect().await.unwrap();
     for i in 0..KEYS {
         tier.set(

@@ -23,12 +23,12 @@ pub(crate) struct OwnRedis {
 }
 
 impl OwnRedis {
-    /// Starts `redis-server` on 127.0.0.1:`port` (56382-56389) without persistence and waits
+    /// Starts `redis-server` on 127.0.0.1:`port` (26382-26389) without persistence and waits
     /// until it answers.
     pub(crate) fn start(port: u16) -> Self {
         assert!(
-            (56382..=56389).contains(&port),
-            "own servers use 56382-56389"
+            (26382..=26389).contains(&port),
+            "own servers use 26382-26389"
         );
         let _ = shared_nodes(); // same environment as the shared servers
         let dir = std::env::temp_dir().join(format!("tierkit-redis-test-{port}"));

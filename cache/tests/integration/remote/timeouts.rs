@@ -10,8 +10,8 @@ use super::support::{OwnRedis, eventually, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_server_times_out_and_is_routed_around() {
-    let server = OwnRedis::start(56388);
-    let spare = OwnRedis::start(56389);
+    let server = OwnRedis::start(26388);
+    let spare = OwnRedis::start(26389);
     let remote = RemoteTier::builder()
         .node(server.addr())
         .node(spare.addr())

@@ -1,5 +1,5 @@
 //! A failover on a PostgreSQL primary + streaming replica of the test's own (ports
-//! 55434/55435, built with `TIERKIT_PG_BIN`), so the shared pair survives. Issue 18, findings 1
+//! 25434/25435, built with `TIERKIT_PG_BIN`), so the shared pair survives. Issue 18, findings 1
 //! and 4: the primary is stopped with `-m immediate`; writes after detection fail fast (or
 //! wait), none reaches a read-only node, the promotion goes through the hook
 //! (`pg_promote()`), and the reported lost-write range is exactly the acknowledged writes the
@@ -19,8 +19,8 @@ use tierkit_replication::{
 
 use super::{alter_system, connect, env};
 
-const PRIMARY_PORT: u16 = 55434;
-const REPLICA_PORT: u16 = 55435;
+const PRIMARY_PORT: u16 = 25434;
+const REPLICA_PORT: u16 = 25435;
 
 /// A command that runs `exe` as the `postgres` user when we are root.
 fn as_server_user(exe: &Path) -> Command {
