@@ -76,8 +76,11 @@ async fn killing_one_of_three_moves_only_its_keys_and_fails_no_read() {
         moved.iter().all(|&i| before[i] == victim),
         "only the victim's keys move"
     );
-    let share = moved.len() as f64 / KEYS as f64;
-    assert!(share <= 1.0 / 3.0 + 0.05, "{share} of keys moved");
+    // ... and every one of them does: what moves is exactly the victim's share of the ring
+    // (about a third; how close depends on the ring's balance for these node names, which the
+    // `cache_tier` example measures over 10,000 keys).
+    let victims: Vec<usize> = (0..KEYS).filter(|&i| before[i] == victim).collect();
+    assert_eq!(moved, victims, "exactly the victim's keys move");
     assert!(!moved.is_empty());
 
     // A fresh instance: every key of the two live nodes hits Redis (no loader).
