@@ -54,6 +54,15 @@ fn dur(d: Duration) -> String {
     }
 }
 
+/// A figure of a stage that served requests, or `-` for a stage that served none.
+fn measured(row: &Row, figure: impl FnOnce() -> String) -> String {
+    if row.requests == 0 {
+        "-".into()
+    } else {
+        figure()
+    }
+}
+
 fn qps(row: &Row) -> String {
     if row.db_qps.is_empty() {
         return "-".into();
@@ -81,21 +90,9 @@ pub fn summary_table(report: &Report) -> String {
             "{:>2}  {:<18} {:>9} {:>8} {:>8}  {:<26} {:>6} {:>6} {:>5}",
             r.stage,
             r.name,
-            if r.requests == 0 {
-                "-".to_string()
-            } else {
-                rate(r.throughput)
-            },
-            if r.requests == 0 {
-                "-".into()
-            } else {
-                dur(r.p50)
-            },
-            if r.requests == 0 {
-                "-".into()
-            } else {
-                dur(r.p99)
-            },
+            measured(r, || rate(r.throughput)),
+            measured(r, || dur(r.p50)),
+            measured(r, || dur(r.p99)),
             qps(r),
             r.hit_ratio
                 .map_or("-".to_string(), |h| format!("{:.1}", h * 100.0)),
@@ -519,21 +516,9 @@ pub fn html(report: &Report) -> String {
                 .iter()
                 .map(|n| format!("<li>{}</li>", esc(n)))
                 .collect::<String>(),
-            if r.requests == 0 {
-                "-".into()
-            } else {
-                rate(r.throughput)
-            },
-            if r.requests == 0 {
-                "-".into()
-            } else {
-                dur(r.p50)
-            },
-            if r.requests == 0 {
-                "-".into()
-            } else {
-                dur(r.p99)
-            },
+            measured(r, || rate(r.throughput)),
+            measured(r, || dur(r.p50)),
+            measured(r, || dur(r.p99)),
             esc(&r
                 .db_qps
                 .iter()
