@@ -19,7 +19,10 @@
 //! table, a hash ring, a WRR cycle), none of them on the picking thread.
 //!
 //! The `timer floor` row times an empty region the same way: its max is what the machine
-//! (preemption, interrupts, the other thread on 2 cores) adds to any single measurement.
+//! (preemption, interrupts, the other thread on 2 cores) adds to any single measurement. The
+//! picking thread sleeps 1 ms every 10,000 picks, outside the timed regions, so that the
+//! kernel's throttling of real-time threads (950 ms per second by default) never lands inside
+//! a pick when the example runs under SCHED_FIFO.
 
 // Small counts and nanosecond figures for a printed table: the casts cannot truncate.
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
@@ -33,6 +36,9 @@ use tierkit::lb::{
     Locality, OutlierDetection, Policy, PowerOfTwoChoices, Random, RoundRobin, SlowStart, Sticky,
     Tier, WeightedLeastConnections, WeightedRandom, WeightedRoundRobin,
 };
+
+/// Timed picks between two 1 ms sleeps of the picking thread (a few ms of work at most).
+const PAUSE_EVERY: u64 = 10_000;
 
 struct Row {
     name: String,
@@ -133,6 +139,12 @@ fn run<P: Policy<u64>>(name: &str, policy: P, n: usize, picks: u64) -> Row {
             }
         });
         for i in 0..picks {
+            if i % PAUSE_EVERY == PAUSE_EVERY - 1 {
+                // Under SCHED_FIFO the kernel throttles a real-time thread that runs for 950 ms
+                // of a second (`sched_rt_runtime_us`): a throttled pick would measure the
+                // throttle. A short sleep every few milliseconds keeps the thread under it.
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let ctx = Context::new().with_hash(hashes[(i & 4095) as usize]);
             let t0 = Instant::now();
             let lease = lb.pick(black_box(&ctx));
@@ -156,7 +168,10 @@ fn run<P: Policy<u64>>(name: &str, policy: P, n: usize, picks: u64) -> Row {
 fn timer_floor(picks: u64) -> Row {
     let mut times = Vec::with_capacity(usize::try_from(picks).unwrap_or(0));
     let x = AtomicU64::new(0);
-    for _ in 0..picks {
+    for i in 0..picks {
+        if i % PAUSE_EVERY == PAUSE_EVERY - 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let t0 = Instant::now();
         black_box(x.fetch_add(1, Ordering::Relaxed));
         times.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));

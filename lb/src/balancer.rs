@@ -97,13 +97,18 @@ impl<B, P: Policy<B>> Balancer<B, P> {
 
     /// Whether picks can choose backend `id` now: it is in the published snapshot's eligible
     /// set (healthy, serving; or any serving backend in panic mode). O(members), no allocation.
+    ///
+    /// Consistent with picks: once this returns `false`, no pick that starts afterwards, on any
+    /// thread, chooses `id` (until a later change makes it eligible again). A call that lands
+    /// while a change is being published waits for the publisher's next store.
     pub fn is_eligible(&self, id: BackendId) -> bool {
-        self.core
-            .snapshot
-            .load()
-            .eligible
-            .iter()
-            .any(|m| m.id() == id)
+        let snapshot = self.core.snapshot.load();
+        // Picks use their thread's cached snapshot until the version bump that follows the
+        // swap (the two stores are adjacent, under a lock nothing else holds long).
+        while self.core.published.load(Ordering::Acquire) < snapshot.version {
+            std::thread::yield_now();
+        }
+        snapshot.eligible.iter().any(|m| m.id() == id)
     }
 
     /// Number of members.

@@ -85,7 +85,7 @@ pub(crate) struct Core<B, P: Policy<B>> {
     /// their thread's cached copy). Only `publish`, under the membership lock, advances it.
     pub(crate) published: Arc<CachePadded<AtomicU64>>,
     /// Replaced snapshots that threads may still cache (see `reap`).
-    retired: Mutex<Vec<SnapshotRef<B, P>>>,
+    pub(crate) retired: Mutex<Vec<SnapshotRef<B, P>>>,
 }
 
 impl<B, P: Policy<B>> Core<B, P> {
@@ -275,6 +275,12 @@ impl<B, P: Policy<B>> Core<B, P> {
             .policy
             .prepare(&View::new(&eligible, &weights, &full_w, &all, c));
         let version = self.published.load(Ordering::Relaxed) + 1;
+        // The swap and the version bump sit together under the retired list's lock (taken
+        // first, so nothing waits between them): `is_eligible` waits for the bump of the
+        // snapshot it read, and picks trust their cached snapshot until the bump, so once
+        // `is_eligible` says no, no later pick on any thread chooses that backend. The old
+        // snapshot joins the retired list before any thread can see it is stale and let go.
+        let mut retired = self.retired.lock();
         let old = self.snapshot.swap(Arc::new(Snapshot {
             all,
             weights_all,
@@ -288,14 +294,15 @@ impl<B, P: Policy<B>> Core<B, P> {
             published: Arc::clone(&self.published),
             control: Arc::clone(c),
         }));
+        self.published.store(version, Ordering::Release);
         // Kept until no thread's cache holds it, then freed by `reap` (a mutating call, the
         // refresher): never by a pick, which would pay for freeing a Maglev table or a ring.
-        self.retired.lock().push(old);
+        retired.push(old);
+        drop(retired);
         if recheck != u64::MAX {
             c.refresh_at.fetch_min(recheck, Ordering::AcqRel);
             crate::refresher::wake();
         }
-        self.published.store(version, Ordering::Release);
     }
 }
 
@@ -318,5 +325,56 @@ impl<B, P: Policy<B>> Drop for Core<B, P> {
         // Cached snapshots of a dropped balancer are stale everywhere.
         self.published.store(u64::MAX, Ordering::Release);
         RETIRED.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(tierkit_loom)))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Backend, BackendId, Balancer, Context, RoundRobin};
+
+    /// Once `is_eligible` says a backend is out, no later pick chooses it, even while the
+    /// publisher that took it out is held at the retired list's lock (a publish's bookkeeping):
+    /// the version bump that invalidates every thread's cached snapshot must come with the
+    /// swap. Checked while the lock is held (for 50 ms: a publish that swapped before taking
+    /// the lock shows the bug at once) and after the publish completes.
+    #[test]
+    fn a_backend_is_eligible_rules_out_is_never_picked_afterwards() {
+        let lb = Balancer::builder()
+            .policy(RoundRobin::new())
+            .backends((0..2u64).map(|i| Backend::new(i, i)))
+            .build()
+            .unwrap_or_else(|_| unreachable!());
+        let check = || {
+            if lb.is_eligible(BackendId(0)) {
+                return false;
+            }
+            for _ in 0..8 {
+                let lease = lb.pick(&Context::new()).unwrap_or_else(|_| unreachable!());
+                assert_eq!(
+                    lease.id(),
+                    BackendId(1),
+                    "picked a backend is_eligible ruled out"
+                );
+            }
+            true
+        };
+        // This thread caches the snapshot in which both backends are eligible.
+        for _ in 0..4 {
+            drop(lb.pick(&Context::new()));
+        }
+        std::thread::scope(|s| {
+            let held = lb.core.retired.lock();
+            let publisher = s.spawn(|| lb.set_healthy(BackendId(0), false));
+            let until = Instant::now() + Duration::from_millis(50);
+            while Instant::now() < until && !check() {
+                std::thread::yield_now();
+            }
+            drop(held);
+            let published = publisher.join().unwrap_or_else(|_| unreachable!());
+            assert!(published.is_ok());
+        });
+        assert!(check(), "the unhealthy backend is still eligible");
     }
 }
