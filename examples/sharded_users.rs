@@ -331,11 +331,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// crate sending). It checks that no read found nothing or an older value, that every user
 /// holds its last acknowledged value, and that the refreshed router agrees with the cluster on
 /// every slot. At the end it gives the slots back to the original masters (a rebalance with
-/// weight 0 for its own), removes its masters from the cluster and stops them.
+/// weight 0 for its own, which run with `cluster-allow-replica-migration no` so that an emptied
+/// one stays a master until the rebalance ends), removes its masters from the cluster and stops
+/// them, whether the story succeeded, failed or panicked (its `redis-server`s run in their own
+/// process group: a Ctrl-C leaves them to the next run, which drains them, rather than dropping
+/// their slots).
 ///
 /// Every run starts from a known state: before the story it removes what an earlier run left
-/// (its masters, still running after a `kill -9`, are drained and removed; entries of masters
-/// that are gone are forgotten; open or uncovered slots are fixed with `redis-cli --cluster
+/// (its masters, still running after a `kill -9`, are drained and removed; entries of its
+/// masters that are gone are forgotten; open or uncovered slots are fixed with `redis-cli --cluster
 /// fix`), and before each rebalance it polls every node until all of them know each other, agree
 /// on the slot table, have no open slot and report `cluster_state:ok` (`redis-cli` sends
 /// `CLUSTER SETSLOT` to every master, and a master that does not know the new node yet refuses
