@@ -339,12 +339,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///
 /// Every run starts from a known state: before the story it removes what an earlier run left
 /// (its masters, still running after a `kill -9`, are drained and removed; entries of its
-/// masters that are gone are forgotten; open or uncovered slots are fixed with `redis-cli --cluster
-/// fix`), and before each rebalance it polls every node until all of them know each other, agree
-/// on the slot table, have no open slot and report `cluster_state:ok` (`redis-cli` sends
-/// `CLUSTER SETSLOT` to every master, and a master that does not know the new node yet refuses
-/// it, leaving the slot open). Each wait gives up with the reason after 30 s, each `redis-cli`
-/// command after 3 minutes.
+/// masters that are gone are forgotten; open or uncovered slots are fixed with
+/// `redis-cli --cluster fix`), and before each rebalance it polls every node until all of them
+/// know each other, agree on the slot table, have no open slot and report `cluster_state:ok`
+/// (`redis-cli` sends `CLUSTER SETSLOT` to every master, and a master that does not know the
+/// new node yet refuses it, leaving the slot open). Each wait gives up with the reason after
+/// 30 s, each `redis-cli` command after 3 minutes.
 mod redis_mode {
     use std::collections::{BTreeMap, BTreeSet};
     use std::io::Read;
