@@ -25,9 +25,13 @@ fn cluster_addrs() -> Vec<String> {
 }
 
 async fn connect(addr: &str) -> MultiplexedConnection {
+    // The redis crate's default gives up on a reply after 500 ms, which a loaded 2-core machine
+    // exceeds now and then (seen at a load average of 9 by `sharded_users --redis`).
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     redis::Client::open(format!("redis://{addr}/"))
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"))
 }
