@@ -29,7 +29,8 @@ pub struct NodeStatus {
     pub up: bool,
     /// Whether a connection is open.
     pub connected: bool,
-    /// Whether its invalidations reach this instance's near cache.
+    /// Whether its invalidations reach this instance's near cache (once it is back after a
+    /// loss: after the near cache was flushed of what it may have missed meanwhile).
     pub tracking: bool,
     /// How many times it was marked down.
     pub times_down: u64,

@@ -445,7 +445,9 @@ impl RemoteTier {
                 weight: n.weight,
                 up: n.health.is_up(),
                 connected: n.is_connected(),
-                tracking: n.channel_live(),
+                // Live and connected: the connection is stored after the near cache was
+                // flushed of what it may have missed while the channel was down.
+                tracking: n.channel_live() && n.is_connected(),
                 times_down: n.health.downs(),
             })
             .collect()

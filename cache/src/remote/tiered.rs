@@ -25,6 +25,9 @@ struct Counters {
     invalidations: AtomicU64,
     channel_losses: AtomicU64,
     capped_fills: AtomicU64,
+    /// Bumped when a channel comes back, before the near cache is flushed: a value kept while
+    /// a channel was down must not outlive the flush that follows the channel's return.
+    restores: AtomicU64,
 }
 
 /// Delivers a tier's invalidations to the near cache.
@@ -53,6 +56,7 @@ where
     }
 
     fn channel_restored(&self, _node: usize) {
+        self.counters.restores.fetch_add(1, Ordering::SeqCst);
         self.near.invalidate_all();
     }
 }
@@ -281,6 +285,8 @@ where
         F: Future<Output = Result<Option<Bytes>, E>> + Send + 'static,
     {
         self.counters.near_misses.fetch_add(1, Ordering::Relaxed);
+        // Read before the fill looks at any channel (see `Fill::Uncached` below).
+        let restores = self.counters.restores.load(Ordering::SeqCst);
         let fill = fill(
             self.remote.clone(),
             Arc::clone(&self.counters),
@@ -294,7 +300,15 @@ where
                 Fill::Uncached(v) => {
                     if !self.disconnected_ttl.is_zero() {
                         let ttl = self.disconnected_ttl;
-                        drop(self.near.insert_with_ttl(key, v.clone(), ttl));
+                        drop(self.near.insert_with_ttl(key.clone(), v.clone(), ttl));
+                        // A channel that came back since the fill began flushed the near cache
+                        // (its return sets the channel live, bumps `restores`, then flushes):
+                        // either that flush came after this insert, or the bump is visible
+                        // here. Either way the value, read while the channel was down, is gone
+                        // once the channel is back.
+                        if self.counters.restores.load(Ordering::SeqCst) != restores {
+                            self.near.invalidate(&key);
+                        }
                     }
                     Ok(Some(v.clone()))
                 }
