@@ -512,3 +512,34 @@ fn a_record_carrying_the_wrong_offset_is_not_accepted() {
         (3, "record carries an unexpected offset")
     );
 }
+
+#[test]
+fn a_group_file_that_exists_but_cannot_be_opened_fails_the_open() {
+    let dir = SimDir::new();
+    fill(&dir);
+    for (file, op) in [
+        ("t.g.grp", "open group state"),
+        ("t.g.ack", "open ack journal"),
+    ] {
+        // Only "not found" means missing; any other error (here: permission denied) must
+        // not pass for a missing file, which would be reported and replaced.
+        let handle = crate::HookDir::new(dir.handle(), move |what, name| {
+            if what == "open" && name == file {
+                Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+            } else {
+                Ok(())
+            }
+        });
+        match Queue::builder().build_with(handle) {
+            Err(Error::Io { op: got, source }) => {
+                assert_eq!(got, op);
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+            other => panic!("{file}: {other:?}"),
+        }
+    }
+    // Nothing was touched: the queue opens clean.
+    let queue = open(&dir);
+    assert!(queue.recovery_report().is_clean());
+    assert_eq!(remaining(&queue), odd());
+}

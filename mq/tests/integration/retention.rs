@@ -204,3 +204,53 @@ fn retention_counts_only_the_unacknowledged_messages_it_drops() {
     let again = group.try_recv().unwrap().unwrap();
     assert_eq!((again.offset(), again.delivery_count()), (42, 2));
 }
+
+#[test]
+fn the_disk_quota_admits_a_send_that_reaches_it_exactly() {
+    // A 100-byte payload makes a 139-byte record; the log starts with a 16-byte header.
+    let quota = 16 + 3 * 139;
+    let queue = Queue::builder()
+        .disk_quota(quota)
+        .build_in_memory()
+        .unwrap();
+    let producer = queue.producer("t").unwrap();
+    for i in 0..3 {
+        assert_eq!(producer.send(Message::new(payload(i, 100))).unwrap(), i);
+    }
+    assert_eq!(queue.stats("t").unwrap().bytes, quota);
+    match producer.send(Message::new(payload(3, 1))) {
+        Err(Error::QuotaExceeded {
+            used,
+            quota: q,
+            message,
+        }) => {
+            assert_eq!((used, q), (quota, quota));
+            assert_eq!(message.payload()[..], payload(3, 1)[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_send_that_rolls_a_segment_runs_size_retention() {
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .retention_bytes(SEG)
+        .build_in_memory()
+        .unwrap();
+    let producer = queue.producer("t").unwrap();
+    // Ten 389-byte records fill a segment (3,906 bytes); the eleventh starts a second one,
+    // and the two together pass the limit: the roll's send deletes the first segment
+    // before it returns (the background run is a second away).
+    for i in 0..10 {
+        producer.send(Message::new(payload(i, 350))).unwrap();
+    }
+    assert_eq!(queue.stats("t").unwrap().log_start, 0);
+    producer.send(Message::new(payload(10, 350))).unwrap();
+    let s = queue.stats("t").unwrap();
+    assert_eq!(
+        (s.log_start, s.log_end, s.bytes),
+        (10, 11, 16 + 389),
+        "{s:?}"
+    );
+}
