@@ -523,7 +523,7 @@ fn a_group_file_that_exists_but_cannot_be_opened_fails_the_open() {
     ] {
         // Only "not found" means missing; any other error (here: permission denied) must
         // not pass for a missing file, which would be reported and replaced.
-        let handle = crate::HookDir::new(dir.handle(), move |what, name| {
+        let handle = crate::HookDir::around(dir.handle(), move |what, name| {
             if what == "open" && name == file {
                 Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
             } else {

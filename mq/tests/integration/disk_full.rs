@@ -276,7 +276,7 @@ fn a_failed_cut_of_a_journal_write_poisons_and_says_whether_the_disk_was_full() 
     ] {
         let armed = Arc::new(AtomicBool::new(false));
         let hook_armed = Arc::clone(&armed);
-        let handle = crate::HookDir::new(SimDir::new().handle(), move |what, name| match what {
+        let handle = crate::HookDir::around(SimDir::new().handle(), move |what, name| match what {
             "append" | "truncate" if name.contains(".ack") && hook_armed.load(SeqCst) => {
                 Err(std::io::Error::from(if what == "append" {
                     std::io::ErrorKind::StorageFull
@@ -317,7 +317,7 @@ fn a_failed_fold_of_the_journal_is_retried_after_as_many_records_again() {
     let full = Arc::new(AtomicBool::new(false));
     let snapshot_writes = Arc::new(AtomicU64::new(0));
     let (hook_full, hook_writes) = (Arc::clone(&full), Arc::clone(&snapshot_writes));
-    let handle = crate::HookDir::new(dir.handle(), move |what, name| {
+    let handle = crate::HookDir::around(dir.handle(), move |what, name| {
         if what == "create" && name.ends_with(".grp.tmp") {
             hook_writes.fetch_add(1, SeqCst);
             if hook_full.load(SeqCst) {

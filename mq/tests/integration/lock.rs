@@ -167,6 +167,13 @@ fn dropping_a_queue_joins_its_background_threads() {
             assert!(spins < 10_000_000, "the three threads never started");
         }
         drop(queue);
+        // `join` returns when a thread has finished, which the kernel signals a moment before
+        // it removes the thread from /proc/self/task: allow that moment. A thread that was not
+        // woken sleeps for its hour-long interval and is still there after it.
+        let gone_by = std::time::Instant::now() + Duration::from_secs(5);
+        while mq_threads() > 0 && std::time::Instant::now() < gone_by {
+            std::thread::yield_now();
+        }
         assert_eq!(mq_threads(), 0, "threads outlived their queue");
     }
 }
@@ -186,7 +193,7 @@ fn dropping_a_queue_waits_for_a_running_background_presync() {
     }
     let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
     let hook_seen = Arc::clone(&seen);
-    let handle = crate::HookDir::new(SimDir::new().handle(), move |op, _| {
+    let handle = crate::HookDir::around(SimDir::new().handle(), move |op, _| {
         let (lock, cv) = &*hook_seen;
         let presync = std::thread::current().name() == Some("tierkit-mq-presync");
         match op {

@@ -103,7 +103,8 @@ pub(crate) struct HookDir {
 }
 
 impl HookDir {
-    pub(crate) fn new(
+    /// A handle on `inner` whose operations ask `hook` first.
+    pub(crate) fn around(
         inner: Arc<dyn StorageDir>,
         hook: impl Fn(&str, &str) -> io::Result<()> + Send + Sync + 'static,
     ) -> Arc<dyn StorageDir> {

@@ -280,7 +280,7 @@ fn segments_hold_what_fits_and_an_oversized_record_alone() {
     let dir = SimDir::new();
     let appends = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = std::sync::Arc::clone(&appends);
-    let handle = crate::HookDir::new(dir.handle(), move |op, name| {
+    let handle = crate::HookDir::around(dir.handle(), move |op, name| {
         // Segment files are created as `.seg.tmp` (the header's append) and renamed.
         if op == "append" && name.contains(".seg") {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
