@@ -370,3 +370,32 @@ fn segments_hold_what_fits_and_an_oversized_record_alone() {
     }
     assert!(c.try_recv().unwrap().is_none());
 }
+
+#[test]
+fn a_record_damaged_after_open_fails_its_read_with_corrupt() {
+    // Damage while the queue is open (recovery already ran): the length field of record 1
+    // claims more or fewer bytes than the record has. 50-byte payloads make 89-byte records
+    // (73-byte bodies) after the 16-byte segment header.
+    for claimed in [73u32 + 8, 73 + 16, 73 - 8] {
+        let dir = SimDir::new();
+        let queue = Queue::builder()
+            .durability(Durability::Never)
+            .build_with(dir.handle())
+            .unwrap();
+        let producer = queue.producer("t").unwrap();
+        for i in 0..3 {
+            producer.send(Message::new(payload(i, 50))).unwrap();
+        }
+        dir.corrupt(
+            "t.00000000000000000000.seg",
+            16 + 89,
+            &claimed.to_le_bytes(),
+        );
+        let consumer = queue.consumer("t", "g").unwrap();
+        assert_eq!(consumer.try_recv().unwrap().unwrap().offset(), 0);
+        match consumer.try_recv() {
+            Err(Error::Corrupt { offset: 1, .. }) => {}
+            other => panic!("length {claimed}: {other:?}"),
+        }
+    }
+}

@@ -254,3 +254,89 @@ fn the_send_that_rolls_a_segment_runs_size_retention() {
         "{s:?}"
     );
 }
+
+/// Sends `n` messages of 350 bytes (389-byte records, ten to a segment of `SEG`).
+fn send_records(queue: &Queue, from: u64, n: u64) {
+    let producer = queue.producer("t").unwrap();
+    for i in from..from + n {
+        assert_eq!(producer.send(Message::new(payload(i, 350))).unwrap(), i);
+    }
+}
+
+#[test]
+fn size_retention_keeps_a_log_of_exactly_its_limit() {
+    // Two full segments (3,906 bytes each) and one record in a third: 8,217 bytes.
+    for (limit, start) in [(8217, 0), (8216, 10)] {
+        let queue = Queue::builder()
+            .segment_size(SEG)
+            .retention_bytes(limit)
+            .build_in_memory()
+            .unwrap();
+        send_records(&queue, 0, 21);
+        queue.apply_retention().unwrap();
+        let s = queue.stats("t").unwrap();
+        assert_eq!((s.log_start, s.bytes), (start, 8217 - start / 10 * 3906));
+    }
+}
+
+#[test]
+fn age_retention_keeps_a_segment_of_exactly_its_age() {
+    let clock = ManualClock::starting_at_unix_millis(1_000_000);
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .retention_age(Duration::from_millis(1000))
+        .clock(clock.clone())
+        .build_in_memory()
+        .unwrap();
+    send_records(&queue, 0, 11);
+    // The newest message of the first segment is exactly 1,000 ms old: it stays.
+    clock.advance(Duration::from_millis(1000));
+    queue.apply_retention().unwrap();
+    assert_eq!(queue.stats("t").unwrap().log_start, 0);
+    clock.advance(Duration::from_millis(1));
+    queue.apply_retention().unwrap();
+    assert_eq!(queue.stats("t").unwrap().log_start, 10);
+}
+
+#[test]
+fn a_segment_every_group_acknowledged_to_its_last_record_is_deleted() {
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .build_in_memory()
+        .unwrap();
+    let consumer = queue.consumer("t", "g").unwrap();
+    send_records(&queue, 0, 15);
+    let first_nine: Vec<_> = (0..9)
+        .map(|_| consumer.try_recv().unwrap().unwrap())
+        .collect();
+    consumer.ack_batch(&first_nine).unwrap();
+    assert_eq!(
+        queue.stats("t").unwrap().log_start,
+        0,
+        "offset 9 is not acked"
+    );
+    let tenth = consumer.try_recv().unwrap().unwrap();
+    consumer.ack(&tenth).unwrap();
+    let s = queue.stats("t").unwrap();
+    assert_eq!((s.log_start, s.bytes), (10, 16 + 5 * 389));
+}
+
+#[test]
+fn segments_deleted_by_retention_stay_deleted_after_a_power_loss() {
+    let dir = SimDir::new();
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .retention_bytes(SEG)
+        .build_with(dir.handle())
+        .unwrap();
+    send_records(&queue, 0, 11);
+    assert_eq!(queue.stats("t").unwrap().log_start, 10);
+    dir.crash(1);
+    drop(queue);
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .build_with(dir.handle())
+        .unwrap();
+    let s = queue.stats("t").unwrap();
+    assert_eq!((s.log_start, s.log_end), (10, 11), "{s:?}");
+}
