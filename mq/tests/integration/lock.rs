@@ -240,3 +240,30 @@ fn dropping_a_queue_waits_for_a_running_background_presync() {
         "the lock was released while a background fsync was running"
     );
 }
+
+#[test]
+fn without_fsyncs_per_send_the_active_segment_is_presynced_every_8_mib() {
+    // Under `Never` the only fsyncs of a topic are the first segment's header (at creation)
+    // and a background one whenever 8 MiB were written to a segment since its last. Dropping
+    // the queue joins a running presync, so the count after the drop is exact.
+    const PRESYNC: usize = 8 << 20;
+    for (record_sizes, syncs) in [
+        (vec![1_000; 1_000], 1),
+        (vec![PRESYNC - 1_000, 999], 1),
+        (vec![PRESYNC - 1_000, 1_000], 2),
+    ] {
+        let dir = SimDir::new();
+        let queue = Queue::builder()
+            .durability(Durability::Never)
+            .max_record_size(PRESYNC)
+            .build_with(dir.handle())
+            .unwrap();
+        let producer = queue.producer("t").unwrap();
+        for size in &record_sizes {
+            // A record is its payload and 39 bytes.
+            producer.send(Message::new(vec![1u8; size - 39])).unwrap();
+        }
+        drop((producer, queue));
+        assert_eq!(dir.sync_count(), syncs, "records of {record_sizes:?} bytes");
+    }
+}
