@@ -265,17 +265,29 @@ fn send_records(queue: &Queue, from: u64, n: u64) {
 
 #[test]
 fn size_retention_keeps_a_log_of_exactly_its_limit() {
-    // Two full segments (3,906 bytes each) and one record in a third: 8,217 bytes.
-    for (limit, start) in [(8217, 0), (8216, 10)] {
+    // Full segments of 3,906 bytes and one record (405 bytes with its segment's header) in
+    // the last: 21 records make 8,217 bytes, 31 make 12,123.
+    for (records, limit, start) in [
+        (21, 8217, 0),
+        (21, 8216, 10),
+        (31, 8217, 10),
+        (31, 4311, 20),
+        (31, 4310, 30),
+    ] {
         let queue = Queue::builder()
             .segment_size(SEG)
             .retention_bytes(limit)
             .build_in_memory()
             .unwrap();
-        send_records(&queue, 0, 21);
+        send_records(&queue, 0, records);
         queue.apply_retention().unwrap();
         let s = queue.stats("t").unwrap();
-        assert_eq!((s.log_start, s.bytes), (start, 8217 - start / 10 * 3906));
+        let bytes = (records - 1) / 10 * 3906 + 405 - start / 10 * 3906;
+        assert_eq!(
+            (s.log_start, s.bytes),
+            (start, bytes),
+            "{records} records, {limit}"
+        );
     }
 }
 
