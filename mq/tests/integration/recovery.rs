@@ -399,3 +399,27 @@ fn a_record_damaged_after_open_fails_its_read_with_corrupt() {
         }
     }
 }
+
+#[test]
+fn a_fold_of_the_ack_journal_makes_its_acks_durable_without_a_journal_fsync() {
+    // `COMPACT_EVERY` in `journal.rs`: the journal is folded into a snapshot (written and
+    // fsynced) once it holds this many records.
+    const EVERY: u64 = 4096;
+    let queue = Queue::builder().build_in_memory().unwrap();
+    let producer = queue.producer("t").unwrap();
+    let consumer = queue.consumer("t", "g").unwrap();
+    let msgs: Vec<Message> = (0..=EVERY).map(|i| Message::new(payload(i, 8))).collect();
+    producer.send_batch(&msgs).unwrap();
+    let deliveries: Vec<_> = (0..=EVERY)
+        .map(|_| consumer.try_recv().unwrap().unwrap())
+        .collect();
+    let fsyncs = || queue.stats("t").unwrap().groups[0].journal_fsyncs;
+    consumer.ack_batch(&deliveries[..1]).unwrap();
+    assert_eq!(fsyncs(), 1);
+    // The 4,096th record folds the journal: the snapshot is durable, so is the ack.
+    consumer.ack_batch(&deliveries[1..EVERY as usize]).unwrap();
+    assert_eq!(fsyncs(), 1);
+    consumer.ack(&deliveries[EVERY as usize]).unwrap();
+    assert_eq!(fsyncs(), 2);
+    assert_eq!(queue.stats("t").unwrap().groups[0].committed, EVERY + 1);
+}
