@@ -352,3 +352,39 @@ fn segments_deleted_by_retention_stay_deleted_after_a_power_loss() {
     let s = queue.stats("t").unwrap();
     assert_eq!((s.log_start, s.log_end), (10, 11), "{s:?}");
 }
+
+#[test]
+fn retention_forgets_the_delivery_counts_it_deletes_and_keeps_the_others() {
+    let clock = ManualClock::starting_at_unix_millis(1_000_000);
+    let queue = Queue::builder()
+        .segment_size(SEG)
+        .retention_age(Duration::from_millis(1000))
+        .clock(clock.clone())
+        .build_in_memory()
+        .unwrap();
+    send_records(&queue, 0, 30);
+    let group = queue.consumer("t", "g").unwrap();
+    let delivered: Vec<_> = (0..26)
+        .map(|_| group.try_recv().unwrap().unwrap())
+        .collect();
+    // Offsets 5 and 25 wait for their second delivery, 20 and 21 are acknowledged; then age
+    // retention deletes the first two segments (offsets 0 to 19): the group moves past them
+    // and past the acknowledged 20 and 21.
+    group.nack(&delivered[5], Duration::ZERO).unwrap();
+    group.nack(&delivered[25], Duration::ZERO).unwrap();
+    group.ack_batch(&delivered[20..22]).unwrap();
+    clock.advance(Duration::from_millis(1001));
+    queue.apply_retention().unwrap();
+    let s = queue.stats("t").unwrap();
+    assert_eq!((s.log_start, s.groups[0].committed), (20, 22), "{s:?}");
+    let again = group.try_recv().unwrap().unwrap();
+    assert_eq!((again.offset(), again.delivery_count()), (25, 2));
+    for offset in 26..30 {
+        let d = group.try_recv().unwrap().unwrap();
+        assert_eq!((d.offset(), d.delivery_count()), (offset, 1));
+    }
+    assert!(
+        group.try_recv().unwrap().is_none(),
+        "20 to 24 are in flight"
+    );
+}
