@@ -274,12 +274,14 @@ fn size_retention_keeps_a_log_of_exactly_its_limit() {
         (31, 4311, 20),
         (31, 4310, 30),
     ] {
-        let queue = Queue::builder()
-            .segment_size(SEG)
+        // Sent without retention, so that one run has to delete several segments.
+        let dir = SimDir::new();
+        let builder = || Queue::builder().segment_size(SEG);
+        send_records(&builder().build_with(dir.handle()).unwrap(), 0, records);
+        let queue = builder()
             .retention_bytes(limit)
-            .build_in_memory()
+            .build_with(dir.handle())
             .unwrap();
-        send_records(&queue, 0, records);
         queue.apply_retention().unwrap();
         let s = queue.stats("t").unwrap();
         let bytes = (records - 1) / 10 * 3906 + 405 - start / 10 * 3906;
