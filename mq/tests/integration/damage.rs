@@ -556,3 +556,32 @@ fn opening_an_undamaged_queue_writes_nothing() {
     let s = queue.stats("t").unwrap();
     assert_eq!((s.log_end, s.groups[0].committed), (40, 1));
 }
+
+#[test]
+fn a_journal_with_more_damaged_records_than_intact_ones_is_reported_with_the_count() {
+    let dir = SimDir::new();
+    fill(&dir);
+    // 20 records, the acks of 0, 2, ..., 38: damage the first 19 (a byte of each offset).
+    assert_eq!(dir.file_len("t.g.ack"), Some(20 + 20 * 17));
+    for record in 0..19 {
+        dir.corrupt("t.g.ack", 20 + record * 17 + 3, &[0xFF]);
+    }
+    let queue = open(&dir);
+    let report = queue.recovery_report();
+    assert!(
+        report.repairs().contains(&Repair::JournalDamage {
+            topic: "t".into(),
+            group: "g".into(),
+            damaged_records: 19,
+            torn_bytes: 0,
+        }),
+        "{report:?}"
+    );
+    // Only the ack of 38 survives.
+    let mut expected = odd();
+    expected.extend((0..38).step_by(2));
+    assert_eq!(remaining(&queue), expected);
+    drop(queue);
+    dir.kill_process();
+    assert!(open(&dir).recovery_report().is_clean());
+}
