@@ -27,6 +27,8 @@ pub enum Durability {
     Always,
     /// A background thread fsyncs every interval; `send` returns after the write.
     Interval(Duration),
-    /// The queue never fsyncs appended records (segment rolls and state files still are).
+    /// `send` never waits for an fsync: the OS writes records back in its own time (segment
+    /// rolls and state files are still fsynced, and the active segment is fsynced in the
+    /// background after every 8 MiB written to it, so that a roll finds little left to write).
     Never,
 }

@@ -415,6 +415,27 @@ mod tests {
     }
 
     #[test]
+    fn a_short_snapshot_with_a_matching_checksum_is_refused_not_read() {
+        // Damage that keeps the checksum right: every prefix of a snapshot's first 8 bytes
+        // (magic and version), followed by its own CRC-32C.
+        let bytes = sample().encode();
+        for len in 0..8 {
+            let mut data = bytes[..len].to_vec();
+            data.extend_from_slice(&crc32c::crc32c(&bytes[..len]).to_le_bytes());
+            assert!(
+                matches!(
+                    GroupState::decode("g", &data),
+                    Err(Error::Corrupt {
+                        reason: "group state file is truncated",
+                        ..
+                    })
+                ),
+                "{len} bytes"
+            );
+        }
+    }
+
+    #[test]
     fn clamp_keeps_what_the_log_holds_and_places_the_cursor() {
         // Log holds 5..20: everything of the sample is inside it.
         let mut st = sample();

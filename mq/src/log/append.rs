@@ -81,7 +81,9 @@ impl Log {
                 .values_mut()
                 .next_back()
                 .expect("invariant: a log has a segment");
-            // Fill this segment with as many records as fit.
+            // Fill this segment with as many records as fit. The first always goes in (it
+            // fits, or the segment is empty: an oversized record gets a segment of its own,
+            // which then holds nothing else, as no record fits after it).
             let mut pos = seg_size;
             while i < msgs.len()
                 && (seg.positions.len() == seg_records
@@ -92,9 +94,6 @@ impl Log {
                 record::encode(offset, &msgs[i], buf);
                 pos += size_of(&msgs[i]);
                 i += 1;
-                if seg_records == 0 && pos > self.cfg.segment_size {
-                    break;
-                }
             }
             if !buffered || buf.len() >= self.cfg.write_buffer {
                 if let Err(e) = seg.file.append(buf) {

@@ -512,3 +512,76 @@ fn a_record_carrying_the_wrong_offset_is_not_accepted() {
         (3, "record carries an unexpected offset")
     );
 }
+
+#[test]
+fn a_group_file_that_exists_but_cannot_be_opened_fails_the_open() {
+    let dir = SimDir::new();
+    fill(&dir);
+    for (file, op) in [
+        ("t.g.grp", "open group state"),
+        ("t.g.ack", "open ack journal"),
+    ] {
+        // Only "not found" means missing; any other error (here: permission denied) must
+        // not pass for a missing file, which would be reported and replaced.
+        let handle = crate::HookDir::around(dir.handle(), move |what, name| {
+            if what == "open" && name == file {
+                Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+            } else {
+                Ok(())
+            }
+        });
+        match Queue::builder().build_with(handle) {
+            Err(Error::Io { op: got, source }) => {
+                assert_eq!(got, op);
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+            other => panic!("{file}: {other:?}"),
+        }
+    }
+    // Nothing was touched: the queue opens clean.
+    let queue = open(&dir);
+    assert!(queue.recovery_report().is_clean());
+    assert_eq!(remaining(&queue), odd());
+}
+
+#[test]
+fn opening_an_undamaged_queue_writes_nothing() {
+    // Recovery repairs only what it finds damaged: a clean open changes no file (it works
+    // on a full disk too), so it succeeds with the power cut before the first write.
+    let dir = SimDir::new();
+    fill(&dir);
+    dir.power_cut_after(0);
+    let queue = open(&dir);
+    assert!(queue.recovery_report().is_clean());
+    let s = queue.stats("t").unwrap();
+    assert_eq!((s.log_end, s.groups[0].committed), (40, 1));
+}
+
+#[test]
+fn a_journal_with_more_damaged_records_than_intact_ones_is_reported_with_the_count() {
+    let dir = SimDir::new();
+    fill(&dir);
+    // 20 records, the acks of 0, 2, ..., 38: damage the first 19 (a byte of each offset).
+    assert_eq!(dir.file_len("t.g.ack"), Some(20 + 20 * 17));
+    for record in 0..19 {
+        dir.corrupt("t.g.ack", 20 + record * 17 + 3, &[0xFF]);
+    }
+    let queue = open(&dir);
+    let report = queue.recovery_report();
+    assert!(
+        report.repairs().contains(&Repair::JournalDamage {
+            topic: "t".into(),
+            group: "g".into(),
+            damaged_records: 19,
+            torn_bytes: 0,
+        }),
+        "{report:?}"
+    );
+    // Only the ack of 38 survives.
+    let mut expected = odd();
+    expected.extend((0..38).step_by(2));
+    assert_eq!(remaining(&queue), expected);
+    drop(queue);
+    dir.kill_process();
+    assert!(open(&dir).recovery_report().is_clean());
+}

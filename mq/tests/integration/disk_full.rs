@@ -3,9 +3,12 @@
 //! nothing poisons the handle; sends and acks work again once space is freed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use tierkit_mq::{Durability, Error, Message, Queue, Repair, SimDir};
+use tierkit_mq::{Durability, Error, ManualClock, Message, Queue, Repair, SimDir};
 
 use crate::{TempDir, mount_tmpfs, payload};
 
@@ -231,4 +234,139 @@ fn a_real_256k_tmpfs_fills_up_and_every_acknowledged_message_survives() {
             std::panic::resume_unwind(p);
         }
     }
+}
+
+#[test]
+fn a_full_disk_returns_the_message_of_a_single_send_but_none_for_a_batch() {
+    for durability in POLICIES {
+        let dir = SimDir::new();
+        let queue = open(&dir, durability);
+        let producer = queue.producer("t").unwrap();
+        dir.set_capacity(Some(dir.used_bytes() + 100));
+        // A batch's error cannot name one message: the caller keeps the batch.
+        let batch = [Message::new(payload(0, 300)), Message::new(payload(1, 300))];
+        match producer.send_batch(&batch) {
+            Err(Error::DiskFull {
+                op: "append",
+                message: None,
+            }) => {}
+            other => panic!("{durability:?}: {other:?}"),
+        }
+        match producer.send(Message::new(payload(2, 300))) {
+            Err(Error::DiskFull {
+                op: "append",
+                message: Some(m),
+            }) => assert_eq!(m.payload()[..], payload(2, 300)[..]),
+            other => panic!("{durability:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_failed_cut_of_a_journal_write_poisons_and_says_whether_the_disk_was_full() {
+    for (kind, op) in [
+        (
+            std::io::ErrorKind::StorageFull,
+            "cutting a partial ack journal write (disk full)",
+        ),
+        (
+            std::io::ErrorKind::Other,
+            "cutting a partial ack journal write",
+        ),
+    ] {
+        let armed = Arc::new(AtomicBool::new(false));
+        let hook_armed = Arc::clone(&armed);
+        let handle = crate::HookDir::around(SimDir::new().handle(), move |what, name| match what {
+            "append" | "truncate" if name.contains(".ack") && hook_armed.load(SeqCst) => {
+                Err(std::io::Error::from(if what == "append" {
+                    std::io::ErrorKind::StorageFull
+                } else {
+                    kind
+                }))
+            }
+            _ => Ok(()),
+        });
+        let queue = Queue::builder().build_with(handle).unwrap();
+        let producer = queue.producer("t").unwrap();
+        let consumer = queue.consumer("t", "g").unwrap();
+        producer.send(Message::new("a")).unwrap();
+        producer.send(Message::new("b")).unwrap();
+        consumer
+            .ack(&consumer.try_recv().unwrap().unwrap())
+            .unwrap();
+        armed.store(true, SeqCst);
+        let second = consumer.try_recv().unwrap().unwrap();
+        match consumer.ack(&second) {
+            Err(Error::Poisoned { op: got }) => assert_eq!(got, op),
+            other => panic!("{kind:?}: {other:?}"),
+        }
+        // The journal's state is unknown: the handle stays poisoned.
+        armed.store(false, SeqCst);
+        assert!(matches!(
+            producer.send(Message::new("c")),
+            Err(Error::Poisoned { op: got }) if got == op
+        ));
+    }
+}
+
+#[test]
+fn a_failed_fold_of_the_journal_is_retried_after_as_many_records_again() {
+    // `COMPACT_EVERY` in `journal.rs`: records between folds of the journal into a snapshot.
+    const EVERY: u64 = 4096;
+    let dir = SimDir::new();
+    let full = Arc::new(AtomicBool::new(false));
+    let snapshot_writes = Arc::new(AtomicU64::new(0));
+    let (hook_full, hook_writes) = (Arc::clone(&full), Arc::clone(&snapshot_writes));
+    let handle = crate::HookDir::around(dir.handle(), move |what, name| {
+        if what == "create" && name.ends_with(".grp.tmp") {
+            hook_writes.fetch_add(1, SeqCst);
+            if hook_full.load(SeqCst) {
+                return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+            }
+        }
+        Ok(())
+    });
+    let clock = ManualClock::starting_at_unix_millis(1_000_000);
+    let queue = Queue::builder()
+        .durability(Durability::Never)
+        .clock(clock)
+        .build_with(handle)
+        .unwrap();
+    let producer = queue.producer("t").unwrap();
+    let consumer = queue.consumer("t", "g").unwrap();
+    let msgs: Vec<Message> = (0..2 * EVERY)
+        .map(|i| Message::new(payload(i, 8)))
+        .collect();
+    producer.send_batch(&msgs).unwrap();
+    let deliveries: Vec<_> = (0..2 * EVERY)
+        .map(|_| consumer.try_recv().unwrap().unwrap())
+        .collect();
+    let journal_records = || (dir.file_len("t.g.ack").unwrap() - 20) / 17;
+    // The fold at `EVERY` records fails; the acks themselves succeed.
+    full.store(true, SeqCst);
+    consumer.ack_batch(&deliveries[..EVERY as usize]).unwrap();
+    assert_eq!(snapshot_writes.load(SeqCst), 1, "the fold was tried");
+    assert_eq!(journal_records(), EVERY);
+    assert!(!dir.file_names().contains(&"t.g.grp".to_owned()));
+    // Space again: the next fold waits for another `EVERY` records, not the next ack.
+    full.store(false, SeqCst);
+    consumer
+        .ack_batch(&deliveries[EVERY as usize..EVERY as usize + 1])
+        .unwrap();
+    assert_eq!(snapshot_writes.load(SeqCst), 1, "no fold before its time");
+    assert_eq!(journal_records(), EVERY + 1);
+    consumer
+        .ack_batch(&deliveries[EVERY as usize + 1..2 * EVERY as usize - 1])
+        .unwrap();
+    assert_eq!(journal_records(), 2 * EVERY - 1);
+    consumer
+        .ack_batch(&deliveries[2 * EVERY as usize - 1..])
+        .unwrap();
+    assert_eq!(snapshot_writes.load(SeqCst), 2, "the fold ran at 2 x EVERY");
+    assert_eq!(journal_records(), 0);
+    assert!(dir.file_names().contains(&"t.g.grp".to_owned()));
+    drop((producer, consumer, queue));
+    let queue = Queue::builder().build_with(dir.handle()).unwrap();
+    assert!(queue.recovery_report().is_clean());
+    assert_eq!(queue.stats("t").unwrap().groups[0].committed, 2 * EVERY);
 }

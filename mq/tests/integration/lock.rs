@@ -3,9 +3,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tierkit_mq::{Durability, Error, Message, Queue};
+use tierkit_mq::{Durability, Error, Message, Queue, SimDir};
 
 use crate::TempDir;
 
@@ -166,6 +167,103 @@ fn dropping_a_queue_joins_its_background_threads() {
             assert!(spins < 10_000_000, "the three threads never started");
         }
         drop(queue);
+        // `join` returns when a thread has finished, which the kernel signals a moment before
+        // it removes the thread from /proc/self/task: allow that moment. A thread that was not
+        // woken sleeps for its hour-long interval and is still there after it.
+        let gone_by = std::time::Instant::now() + Duration::from_secs(5);
+        while mq_threads() > 0 && std::time::Instant::now() < gone_by {
+            std::thread::yield_now();
+        }
         assert_eq!(mq_threads(), 0, "threads outlived their queue");
+    }
+}
+
+#[test]
+fn dropping_a_queue_waits_for_a_running_background_presync() {
+    // A presync thread starts once 8 MiB were written to a segment without an fsync. Its
+    // fsync is held until the directory is unlocked (or 2 s pass, if it never is): a queue
+    // that joins the thread before releasing the lock runs into the 2 s; one that does not
+    // unlocks while the fsync still waits.
+    #[derive(Default)]
+    struct Seen {
+        presync_started: bool,
+        presync_done: bool,
+        unlocked: bool,
+        unlocked_during_presync: bool,
+    }
+    let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
+    let hook_seen = Arc::clone(&seen);
+    let handle = crate::HookDir::around(SimDir::new().handle(), move |op, _| {
+        let (lock, cv) = &*hook_seen;
+        let presync = std::thread::current().name() == Some("tierkit-mq-presync");
+        match op {
+            "sync" if presync => {
+                let mut s = lock.lock().unwrap();
+                s.presync_started = true;
+                cv.notify_all();
+                let (mut s, _) = cv
+                    .wait_timeout_while(s, Duration::from_secs(2), |s| !s.unlocked)
+                    .unwrap();
+                s.unlocked_during_presync = s.unlocked;
+                s.presync_done = true;
+                cv.notify_all();
+            }
+            "unlock" => {
+                lock.lock().unwrap().unlocked = true;
+                cv.notify_all();
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+    let queue = Queue::builder()
+        .durability(Durability::Never)
+        .build_with(handle)
+        .unwrap();
+    let producer = queue.producer("t").unwrap();
+    producer.send(Message::new(vec![7u8; 9 << 20])).unwrap();
+    let (lock, cv) = &*seen;
+    let (s, _) = cv
+        .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(60), |s| {
+            !s.presync_started
+        })
+        .unwrap();
+    assert!(s.presync_started, "9 MiB unsynced start a presync");
+    drop(s);
+    drop((producer, queue));
+    let s = cv
+        .wait_while(lock.lock().unwrap(), |s| !s.presync_done)
+        .unwrap();
+    assert!(s.unlocked, "the queue closed");
+    assert!(
+        !s.unlocked_during_presync,
+        "the lock was released while a background fsync was running"
+    );
+}
+
+#[test]
+fn without_fsyncs_per_send_the_active_segment_is_presynced_every_8_mib() {
+    // Under `Never` the only fsyncs of a topic are the first segment's header (at creation)
+    // and a background one whenever 8 MiB were written to a segment since its last. Dropping
+    // the queue joins a running presync, so the count after the drop is exact.
+    const PRESYNC: usize = 8 << 20;
+    for (record_sizes, syncs) in [
+        (vec![1_000; 1_000], 1),
+        (vec![PRESYNC - 1_000, 999], 1),
+        (vec![PRESYNC - 1_000, 1_000], 2),
+    ] {
+        let dir = SimDir::new();
+        let queue = Queue::builder()
+            .durability(Durability::Never)
+            .max_record_size(PRESYNC)
+            .build_with(dir.handle())
+            .unwrap();
+        let producer = queue.producer("t").unwrap();
+        for size in &record_sizes {
+            // A record is its payload and 39 bytes.
+            producer.send(Message::new(vec![1u8; size - 39])).unwrap();
+        }
+        drop((producer, queue));
+        assert_eq!(dir.sync_count(), syncs, "records of {record_sizes:?} bytes");
     }
 }

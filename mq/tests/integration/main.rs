@@ -17,8 +17,13 @@ mod recovery;
 mod retention;
 mod write_buffer;
 
+use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tierkit_mq::{StorageDir, StorageFile};
 
 /// A directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(PathBuf);
@@ -81,6 +86,103 @@ pub(crate) fn payload(offset: u64, len: usize) -> Vec<u8> {
     let mut v = offset.to_le_bytes().to_vec();
     v.resize(len.max(8), (offset % 251) as u8);
     v
+}
+
+/// Called by a [`HookDir`] before each operation with its name and the file's name (empty for
+/// the directory itself): `"open"`, `"create"` (an open that may create), `"append"`,
+/// `"truncate"`, `"sync"`, `"remove"`, `"rename"` (the source name), `"sync_dir"`, `"unlock"`.
+/// An error fails the operation (the result of `"unlock"` is ignored).
+pub(crate) type Hook = dyn Fn(&str, &str) -> io::Result<()> + Send + Sync;
+
+/// A directory that passes every operation to `inner` after asking its hook: a test fails or
+/// holds chosen operations, or counts them.
+#[derive(Clone)]
+pub(crate) struct HookDir {
+    inner: Arc<dyn StorageDir>,
+    hook: Arc<Hook>,
+}
+
+impl HookDir {
+    /// A handle on `inner` whose operations ask `hook` first.
+    pub(crate) fn around(
+        inner: Arc<dyn StorageDir>,
+        hook: impl Fn(&str, &str) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Arc<dyn StorageDir> {
+        Arc::new(Self {
+            inner,
+            hook: Arc::new(hook),
+        })
+    }
+}
+
+impl fmt::Debug for HookDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookDir").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct HookFile {
+    inner: Arc<dyn StorageFile>,
+    name: String,
+    dir: HookDir,
+}
+
+impl StorageFile for HookFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, pos)
+    }
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        (self.dir.hook)("append", &self.name)?;
+        self.inner.append(data)
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        (self.dir.hook)("truncate", &self.name)?;
+        self.inner.truncate(len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        (self.dir.hook)("sync", &self.name)?;
+        self.inner.sync()
+    }
+}
+
+impl StorageDir for HookDir {
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        (self.hook)(if create { "create" } else { "open" }, name)?;
+        Ok(Arc::new(HookFile {
+            inner: self.inner.open(name, create)?,
+            name: name.to_owned(),
+            dir: self.clone(),
+        }))
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        (self.hook)("remove", name)?;
+        self.inner.remove(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        (self.hook)("rename", from)?;
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        (self.hook)("sync_dir", "")?;
+        self.inner.sync_dir()
+    }
+    fn try_lock(&self) -> io::Result<bool> {
+        self.inner.try_lock()
+    }
+    fn try_lock_shared(&self) -> io::Result<bool> {
+        self.inner.try_lock_shared()
+    }
+    fn unlock(&self) {
+        let _ = (self.hook)("unlock", "");
+        self.inner.unlock();
+    }
 }
 
 #[test]

@@ -261,3 +261,165 @@ fn ack_journal_survives_restarts_compacts_and_cuts_a_torn_tail() {
         }
     )));
 }
+
+/// Sizes of the segment files of topic `t` in `dir`, oldest first.
+fn segment_sizes(dir: &SimDir) -> Vec<u64> {
+    // Names carry the zero-padded base offset, so name order is log order.
+    let mut names: Vec<String> = dir
+        .file_names()
+        .into_iter()
+        .filter(|n| n.starts_with("t.") && n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    names.iter().map(|n| dir.file_len(n).unwrap()).collect()
+}
+
+#[test]
+fn segments_hold_what_fits_and_an_oversized_record_alone() {
+    const SEG: u64 = 4096;
+    let dir = SimDir::new();
+    let appends = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = std::sync::Arc::clone(&appends);
+    let handle = crate::HookDir::around(dir.handle(), move |op, name| {
+        // Segment files are created as `.seg.tmp` (the header's append) and renamed.
+        if op == "append" && name.contains(".seg") {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    });
+    let queue = Queue::builder()
+        .durability(Durability::Never)
+        .segment_size(SEG)
+        .max_record_size(3 * SEG as usize)
+        .build_with(handle)
+        .unwrap();
+    let producer = queue.producer("t").unwrap();
+    // Payload lengths, one `Vec` per `send_batch`. A record is 39 bytes more than its payload,
+    // a segment starts with a 16-byte header: 981 bytes make records of 1,020, four of which
+    // fill a segment to the byte; 5,000 bytes is a record larger than a segment.
+    let batches: Vec<Vec<usize>> = vec![
+        vec![981; 4],
+        vec![981],
+        vec![1000; 10],
+        vec![5000],
+        vec![100, 5000, 100],
+        vec![5000, 5000],
+        vec![3000, 981, 100, 4000],
+        vec![981; 3],
+        vec![981],
+        vec![61; 40],
+    ];
+    // The model: a record goes into the last segment unless that segment has records and
+    // would pass `SEG`; a batch is one write per segment it touches (plus one for the
+    // header of each new segment).
+    let mut model: Vec<u64> = vec![16];
+    let mut records_in_last = 0;
+    let mut offset = 0u64;
+    for batch in &batches {
+        let mut touched = 0u64;
+        let mut last_touched = None;
+        let msgs: Vec<Message> = batch
+            .iter()
+            .map(|&len| {
+                let size = len as u64 + 39;
+                if records_in_last > 0 && model.last().unwrap() + size > SEG {
+                    model.push(16);
+                    records_in_last = 0;
+                }
+                *model.last_mut().unwrap() += size;
+                records_in_last += 1;
+                if last_touched != Some(model.len()) {
+                    touched += 1;
+                    last_touched = Some(model.len());
+                }
+                offset += 1;
+                Message::new(payload(offset - 1, len))
+            })
+            .collect();
+        let before = appends.load(std::sync::atomic::Ordering::SeqCst);
+        let segments_before = segment_sizes(&dir).len() as u64;
+        let first = producer.send_batch(&msgs).unwrap();
+        assert_eq!(first, offset - batch.len() as u64);
+        assert_eq!(
+            appends.load(std::sync::atomic::Ordering::SeqCst) - before,
+            touched + model.len() as u64 - segments_before,
+            "batch {batch:?}: one write per segment"
+        );
+        assert_eq!(segment_sizes(&dir), model, "after batch {batch:?}");
+    }
+    // The model is what the spec says: every segment fits, or holds one record alone.
+    let sizes = segment_sizes(&dir);
+    assert!(
+        sizes.contains(&SEG),
+        "a segment filled to the byte: {sizes:?}"
+    );
+    assert_eq!(sizes.iter().filter(|&&s| s == 16 + 5039).count(), 4);
+    assert!(
+        sizes.iter().all(|&s| s <= SEG || s == 16 + 5039),
+        "{sizes:?}"
+    );
+    drop((producer, queue));
+    let queue = Queue::builder().build_with(dir.handle()).unwrap();
+    assert!(queue.recovery_report().is_clean());
+    let c = queue.consumer("t", "g").unwrap();
+    let lens: Vec<usize> = batches.concat();
+    for (i, len) in lens.iter().enumerate() {
+        let d = c.try_recv().unwrap().unwrap();
+        assert_eq!(d.offset(), i as u64);
+        assert_eq!(d.payload()[..], payload(i as u64, *len)[..]);
+    }
+    assert!(c.try_recv().unwrap().is_none());
+}
+
+#[test]
+fn a_record_damaged_after_open_fails_its_read_with_corrupt() {
+    // Damage while the queue is open (recovery already ran): the length field of record 1
+    // claims more or fewer bytes than the record has. 50-byte payloads make 89-byte records
+    // (73-byte bodies) after the 16-byte segment header.
+    for claimed in [73u32 + 8, 73 + 16, 73 - 8] {
+        let dir = SimDir::new();
+        let queue = Queue::builder()
+            .durability(Durability::Never)
+            .build_with(dir.handle())
+            .unwrap();
+        let producer = queue.producer("t").unwrap();
+        for i in 0..3 {
+            producer.send(Message::new(payload(i, 50))).unwrap();
+        }
+        dir.corrupt(
+            "t.00000000000000000000.seg",
+            16 + 89,
+            &claimed.to_le_bytes(),
+        );
+        let consumer = queue.consumer("t", "g").unwrap();
+        assert_eq!(consumer.try_recv().unwrap().unwrap().offset(), 0);
+        match consumer.try_recv() {
+            Err(Error::Corrupt { offset: 1, .. }) => {}
+            other => panic!("length {claimed}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_fold_of_the_ack_journal_makes_its_acks_durable_without_a_journal_fsync() {
+    // `COMPACT_EVERY` in `journal.rs`: the journal is folded into a snapshot (written and
+    // fsynced) once it holds this many records.
+    const EVERY: u64 = 4096;
+    let queue = Queue::builder().build_in_memory().unwrap();
+    let producer = queue.producer("t").unwrap();
+    let consumer = queue.consumer("t", "g").unwrap();
+    let msgs: Vec<Message> = (0..=EVERY).map(|i| Message::new(payload(i, 8))).collect();
+    producer.send_batch(&msgs).unwrap();
+    let deliveries: Vec<_> = (0..=EVERY)
+        .map(|_| consumer.try_recv().unwrap().unwrap())
+        .collect();
+    let fsyncs = || queue.stats("t").unwrap().groups[0].journal_fsyncs;
+    consumer.ack_batch(&deliveries[..1]).unwrap();
+    assert_eq!(fsyncs(), 1);
+    // The 4,096th record folds the journal: the snapshot is durable, so is the ack.
+    consumer.ack_batch(&deliveries[1..EVERY as usize]).unwrap();
+    assert_eq!(fsyncs(), 1);
+    consumer.ack(&deliveries[EVERY as usize]).unwrap();
+    assert_eq!(fsyncs(), 2);
+    assert_eq!(queue.stats("t").unwrap().groups[0].committed, EVERY + 1);
+}

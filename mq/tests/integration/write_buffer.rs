@@ -162,3 +162,37 @@ fn invalid_write_buffer_settings_are_refused() {
         .build_in_memory();
     assert!(matches!(too_big, Err(Error::InvalidConfig { .. })));
 }
+
+#[test]
+fn a_partial_write_of_the_buffer_is_cut_off_before_the_next_write() {
+    // 99-byte records, a 256-byte buffer: the first two wait in it. The write that fails
+    // (the third send's, which fills the buffer, or a flush's) stops after 100 bytes; the
+    // file must be cut back so that the next write lands where its records belong.
+    for via_flush in [false, true] {
+        let dir = SimDir::new();
+        let queue = buffered(&dir, 256);
+        let producer = queue.producer("t").unwrap();
+        assert_eq!(producer.send(Message::new(payload(0, 60))).unwrap(), 0);
+        assert_eq!(producer.send(Message::new(payload(1, 60))).unwrap(), 1);
+        dir.set_capacity(Some(dir.used_bytes() + 100));
+        let err = if via_flush {
+            queue.flush().unwrap_err()
+        } else {
+            producer.send(Message::new(payload(2, 60))).unwrap_err()
+        };
+        assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
+        assert_eq!(dir.file_len("t.00000000000000000000.seg"), Some(16));
+        dir.set_capacity(None);
+        assert_eq!(producer.send(Message::new(payload(2, 60))).unwrap(), 2);
+        queue.flush().unwrap();
+        assert_eq!(
+            dir.file_len("t.00000000000000000000.seg"),
+            Some(16 + 3 * 99)
+        );
+        drop((producer, queue));
+        dir.kill_process();
+        let queue = buffered(&dir, 256);
+        assert!(queue.recovery_report().is_clean());
+        assert_eq!(log_offsets(&queue), [0, 1, 2]);
+    }
+}
