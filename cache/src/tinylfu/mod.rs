@@ -27,10 +27,12 @@ use policy::TinyLfu;
 /// - The **main space** is a segmented LRU: a hit in its probation segment promotes the entry
 ///   to the protected segment (80% of the main space), whose least recent entries fall back
 ///   to probation.
-/// - A **hill climber** resizes the window: every 10 requests per entry it compares the hit
-///   rate with the previous sample's and keeps moving the window's size in the direction that
-///   helped (steps of 6.25% of the capacity, decaying), so recency-heavy traffic gets a large
-///   window (LRU-like) and frequency-heavy traffic a small one (Caffeine's "adaptive" policy).
+/// - A **hill climber** resizes the window: every request per entry (at least 20,000) it
+///   compares the hit rate with the previous sample's and keeps moving the window's size in the
+///   direction that helped (steps of 6.25% of the capacity, decaying, halved at every reversal;
+///   a change within the sample's own noise moves nothing), so recency-heavy traffic gets a
+///   large window (LRU-like) and frequency-heavy traffic a small one (Caffeine's "adaptive"
+///   policy).
 ///
 /// `get`, `get_mut` and replacing a value count as requests of the key and reorder it; inserting a
 /// new key counts as one request. Iteration visits the protected segment, the probation
