@@ -20,10 +20,10 @@
 //!   sub-samples' hit rates), except after a sample without hits (a cold start). Phased and
 //!   periodic traffic swings far more between samples than the binomial error says, and each
 //!   swing moved the window by a full step: a loop longer than the cache beside Zipf traffic
-//!   (46.0% against 51.9%) and P3 at 100,000 entries (39.6% against 40.5%).
+//!   (44.6% against 51.8%) and P3 at 100,000 entries (39.1% against 40.4%).
 //! - Every flip of direction also halves the step, so a window that oscillates around its best
 //!   size settles there within a few samples instead of swinging by full steps (P3 at 10,000
-//!   entries: 5.5% against 3.7% with the 2% decay alone). The restart threshold is 10 points
+//!   entries: 6.5% against 6.2% with the 2% decay alone). The restart threshold is 10 points
 //!   (Caffeine: 5), so the swings of a periodic workload's hit rate between samples do not
 //!   keep restarting the full step.
 
