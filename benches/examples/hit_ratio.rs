@@ -6,11 +6,13 @@
 //! cargo run --release -p tierkit-benches --example hit_ratio -- --trace ../shared/traces/arc/OLTP.lis.zst --sizes 250,1000,2000
 //! cargo run --release -p tierkit-benches --example hit_ratio -- --quick           # small synthetic only (CI smoke)
 //! cargo run --release -p tierkit-benches --example hit_ratio -- --policies W-TinyLFU,moka   # only these columns
+//! cargo run --release -p tierkit-benches --example hit_ratio -- --cells "P3@10000,loop mix@10000"  # only these cells
 //! ```
 //!
 //! Options: `--trace PATH` (repeatable; replays only those traces), `--sizes a,b,c` (cache sizes
 //! in entries, for every workload), `--synthetic` (add the synthetic workloads to `--trace`),
-//! `--no-synthetic`, `--quick`, `--threads N` (default 2), `--peer-variants` (adds moka without
+//! `--no-synthetic`, `--quick`, `--cells w@size,...` (only these cells, workloads named as the
+//! tables name them; `w` alone keeps every size of `w`), `--threads N` (default 2), `--peer-variants` (adds moka without
 //! `run_pending_tasks` and quick_cache's sharded `sync::Cache`, to compare with published figures,
 //! and tierkit's `ConcurrentCache<S3FifoCache>` with its default shard count, "S3-FIFO sharded").
 //!
@@ -497,6 +499,8 @@ struct Args {
     threads: usize,
     /// Only these columns (`--policies`), by name.
     only: Option<Vec<String>>,
+    /// Only these cells (`--cells`): (workload name, size or every size).
+    cells: Option<Vec<(String, Option<usize>)>>,
 }
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
@@ -508,6 +512,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         peer_variants: false,
         threads: 2,
         only: None,
+        cells: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -531,6 +536,19 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
                 let names = value("--policies")?;
                 args.only = Some(names.split(',').map(|n| n.trim().to_string()).collect());
             }
+            "--cells" => {
+                let cells = value("--cells")?
+                    .split(',')
+                    .map(|c| match c.trim().rsplit_once('@') {
+                        None => Ok((c.trim().to_string(), None)),
+                        Some((w, size)) => match size.parse::<usize>() {
+                            Ok(0) | Err(_) => Err(format!("bad cell {c:?} (workload@size)")),
+                            Ok(n) => Ok((w.to_string(), Some(n))),
+                        },
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                args.cells = Some(cells);
+            }
             "--synthetic" => args.synthetic = Some(true),
             "--no-synthetic" => args.synthetic = Some(false),
             "--quick" => args.quick = true,
@@ -538,7 +556,8 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "-h" | "--help" => {
                 println!(
                     "usage: hit_ratio [--trace PATH]... [--sizes a,b,c] [--synthetic | \
-                     --no-synthetic] [--quick] [--peer-variants] [--threads N] [--policies a,b]"
+                     --no-synthetic] [--quick] [--peer-variants] [--threads N] [--policies a,b] \
+                     [--cells w@size,...]"
                 );
                 std::process::exit(0);
             }
@@ -576,6 +595,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(sizes) = &args.sizes {
         for w in &mut workloads {
             w.sizes.clone_from(sizes);
+        }
+    }
+
+    if let Some(cells) = &args.cells {
+        for w in &mut workloads {
+            let name = w.name.clone();
+            w.sizes.retain(|size| {
+                cells
+                    .iter()
+                    .any(|(cw, cs)| *cw == name && cs.is_none_or(|cs| cs == *size))
+            });
+        }
+        workloads.retain(|w| !w.sizes.is_empty());
+        if workloads.is_empty() {
+            return Err(format!("--cells {cells:?} names no cell").into());
         }
     }
 

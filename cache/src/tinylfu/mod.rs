@@ -15,7 +15,7 @@ use policy::TinyLfu;
 ///
 /// - A **frequency sketch** estimates how often every key was requested recently, resident or
 ///   not: a count-min sketch of 4-bit counters, four per key in one 64-byte block, one 8-byte
-///   word per entry (rounded up to a power of two), every count halved after 10 requests per
+///   word per entry (rounded up to a power of two), every count halved after 20 requests per
 ///   entry so that old popularity fades (Einziger, Friedman and Manes, *"TinyLFU: A Highly
 ///   Efficient Cache Admission Policy"*, ACM TOS 2017).
 /// - New entries enter a small LRU **window** (1% of the capacity to start). When the cache is
@@ -27,15 +27,17 @@ use policy::TinyLfu;
 /// - The **main space** is a segmented LRU: a hit in its probation segment promotes the entry
 ///   to the protected segment (80% of the main space), whose least recent entries fall back
 ///   to probation.
-/// - A **hill climber** resizes the window: every 10 requests per entry it compares the hit
-///   rate with the previous sample's and keeps moving the window's size in the direction that
-///   helped (steps of 6.25% of the capacity, decaying), so recency-heavy traffic gets a large
-///   window (LRU-like) and frequency-heavy traffic a small one (Caffeine's "adaptive" policy).
+/// - A **hill climber** resizes the window: every request per entry (at least 20,000) it
+///   compares the hit rate with the previous sample's and keeps moving the window's size in the
+///   direction that helped (steps of 6.25% of the capacity, decaying, halved at every reversal;
+///   a change within the sample's own noise moves nothing), so recency-heavy traffic gets a
+///   large window (LRU-like) and frequency-heavy traffic a small one (Caffeine's "adaptive"
+///   policy).
 ///
 /// `get`, `get_mut` and replacing a value count as requests of the key and reorder it; inserting a
 /// new key counts as one request. Iteration visits the protected segment, the probation
 /// segment, then the window, each from most to least recent. Every operation is O(1)
-/// amortised (the sketch's halving walks its table once per 10 requests per entry; a window
+/// amortised (the sketch's halving walks its table once per 20 requests per entry; a window
 /// resize moves at most 1,000 entries). Memory: one sketch word per entry besides the entry
 /// itself, no record of evicted keys beyond the sketch.
 ///

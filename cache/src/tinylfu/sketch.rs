@@ -32,7 +32,11 @@ const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 /// The largest count.
 const MAX_COUNT: u64 = 15;
 /// Additions per nominal entry before the counters halve (Caffeine and the TinyLFU paper: 10).
-const SAMPLE_FACTOR: u64 = 10;
+/// Twenty keeps popularity long enough to tell warm keys from one-off ones at small sizes
+/// (scan mix at 1,000 entries: 37.99% against 37.62%, Zipf and OLTP up to 250 entries gain 0.2
+/// to 1.3 points) at the cost of following a wholesale change of the popular keys more slowly
+/// (the shifting workload at 10,000 entries: 50.61% against 52.43%).
+const SAMPLE_FACTOR: u64 = 20;
 
 /// SplitMix64's finaliser: a bijective mix of all 64 bits.
 #[inline]

@@ -7,7 +7,7 @@
 //! share a counter: the keys are `0..8` under a fixed hasher, in a sketch of at least 4,096
 //! words, so the four counters of each key are its own (a property of the key set, checked by
 //! every case). The model reproduces the documented parts: counts saturate at 15, every
-//! `10 x capacity` counted requests every count halves and the request count becomes
+//! `20 x capacity` counted requests every count halves and the request count becomes
 //! `(count - odd) / 2` (`odd`: keys with an odd count; each key has 4 counters), and a
 //! candidate at least 6 times as frequent that does not beat its victim gets in when the
 //! documented stream says so. Sequences stay far below a hill-climber sample (20,000
@@ -67,7 +67,7 @@ impl Model {
             values: HashMap::new(),
             counts: HashMap::new(),
             requests: 0,
-            sample: 10 * capacity as u64,
+            sample: 20 * capacity as u64,
             capacity,
             window_max,
             protected_max: (capacity - window_max) * 80 / 100,
