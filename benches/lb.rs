@@ -30,11 +30,12 @@
 //!   no-op waker (`poll_ready` + `call` + polling the response future once; every inner
 //!   service here answers at once): the in-memory inner service called directly
 //!   (`inner_direct`, the floor), tierkit-lb's `tower::Balance` over 100 of them (pick, clone of
-//!   the picked service, its `poll_ready` + `call`, latency measured with two clock reads and
-//!   reported on the lease), and tower's `p2c::Balance` over 100 `PendingRequests` wrappers of
+//!   the picked service, its `poll_ready` + `call`, latency measured with two reads of the
+//!   balancer's clock and reported on the lease), and tower's `p2c::Balance` over 100 `PendingRequests` wrappers of
 //!   the same service. Overhead = row - `inner_direct`; `baseline_two_clock_reads` is the
-//!   floor of any service that times its requests (`Instant::now` at the call, `elapsed` at
-//!   the answer).
+//!   floor of any service that times its requests with `Instant` (`Instant::now` at the call,
+//!   `elapsed` at the answer), `baseline_two_fast_clock_reads` the same with the balancer's
+//!   default clock (`FastClock`, the CPU's timestamp counter), which `Balance` reads.
 //!
 //! Inputs (addresses, weights, keys) are deterministic and built before timing.
 
@@ -54,8 +55,8 @@ use criterion::{
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::{Backend as PingoraBackend, Backends, LoadBalancer, discovery};
 use tierkit::lb::{
-    Backend, Balancer, ConsistentHash, Context, LeastLatency, Policy, PowerOfTwoChoices, Random,
-    RoundRobin, WeightedRoundRobin,
+    Backend, Balancer, Clock, ConsistentHash, Context, FastClock, LeastLatency, Policy,
+    PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin,
 };
 use tower::Service;
 use tower::balance::p2c::Balance;
@@ -219,9 +220,14 @@ fn tower_service(c: &mut Criterion) {
     g.bench_function("inner_direct", |b| {
         b.iter(|| one_request(black_box(&mut direct)))
     });
-    // What timing a request needs at least: a clock read at the call and one at the answer.
+    // What timing a request needs at least: a clock read at the call and one at the answer,
+    // with `Instant::now` and with the balancer's default clock (what `Balance` reads).
     g.bench_function("baseline_two_clock_reads", |b| {
         b.iter(|| black_box(Instant::now()).elapsed())
+    });
+    let clock = FastClock::new();
+    g.bench_function("baseline_two_fast_clock_reads", |b| {
+        b.iter(|| black_box(clock.now_nanos()).wrapping_sub(clock.now_nanos()))
     });
     let lb = std::sync::Arc::new(
         Balancer::builder()

@@ -7,7 +7,7 @@ use tierkit_consistent_hash::KeyHasher;
 
 use crate::control::Control;
 use crate::{
-    Backend, Balancer, Clock, Error, OutlierDetection, Policy, Result, SlowStart, SystemClock,
+    Backend, Balancer, Clock, Error, FastClock, OutlierDetection, Policy, Result, SlowStart,
 };
 
 /// Configures a [`Balancer`]. Start with [`Balancer::builder`].
@@ -47,7 +47,7 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
         Self {
             policy,
             backends: Vec::new(),
-            clock: Box::new(SystemClock),
+            clock: Box::new(FastClock),
             outlier: None,
             slow_start: None,
             decay: Duration::from_secs(10),
@@ -97,8 +97,8 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
         self
     }
 
-    /// Reads time from `clock` (default [`SystemClock`]; tests and simulations:
-    /// [`ManualClock`](crate::ManualClock)).
+    /// Reads time from `clock` (default [`FastClock`]; tests and simulations:
+    /// [`ManualClock`](crate::ManualClock), or `TokioClock` under tokio's paused test clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Box::new(clock);
         self

@@ -72,7 +72,25 @@ impl<B> Lease<B> {
     /// estimate (one clock read, to timestamp the observation).
     pub fn success(self, latency: Duration) {
         let s = self.inner.shared();
-        s.control.on_success(&s.counters, latency);
+        s.control
+            .on_success(&s.counters, crate::control::nanos(latency), s.control.now());
+    }
+
+    /// A reading of the balancer's clock (nanoseconds since its origin): the tower future
+    /// times a request with two of these, the second also timestamping the observation.
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn clock_now(&self) -> u64 {
+        self.inner.shared().control.now()
+    }
+
+    /// A success after `latency_nanos`, observed at `now` (a [`clock_now`](Self::clock_now)
+    /// reading).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn success_at(self, latency_nanos: u64, now: u64) {
+        let s = self.inner.shared();
+        s.control.on_success(&s.counters, latency_nanos, now);
     }
 
     /// The request failed: counts toward ejection and records a latency penalty.

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::policy::p2c::{MAX_CHOICES, least, sample_distinct};
-use crate::policy::{below, rng};
+use crate::policy::{below, rng, two_distinct};
 use crate::{Context, Policy, View};
 
 /// Pools up to this size are scanned in full by the default [`LeastLatency::new`].
@@ -175,6 +175,21 @@ fn scan_all<B>(view: &View<'_, B>, ctx: &Context<'_>) -> Option<usize> {
     best.map(|(i, _, _)| i)
 }
 
+/// The cheaper of two distinct random backends, for a pick without exclusions: the general path
+/// below without its arrays and loops (the default's pick above 16 backends, so the hot one).
+/// Ties go to the first drawn, as in [`least`].
+#[inline]
+fn best_of_two<B>(view: &View<'_, B>) -> usize {
+    let (a, b) = two_distinct(view.len());
+    let now = view.latest_observation();
+    let (la, lb) = (view.decayed_latency(a, now), view.decayed_latency(b, now));
+    let known = la.max(lb);
+    let known = if known == 0.0 { 1.0 } else { known };
+    let (na, da) = cost(view, a, la, known);
+    let (nb, db) = cost(view, b, lb, known);
+    if nb * da < na * db { b } else { a }
+}
+
 impl<B> Policy<B> for LeastLatency {
     type Prepared = ();
 
@@ -186,6 +201,9 @@ impl<B> Policy<B> for LeastLatency {
         let k = self.choices_for(n);
         if k >= n && n > 2 {
             return scan_all(view, ctx);
+        }
+        if k == 2 && n > 2 && ctx.is_unrestricted() {
+            return Some(best_of_two(view));
         }
         let mut cands = [0; MAX_CHOICES];
         let k = sample_distinct(n, k, &mut cands);

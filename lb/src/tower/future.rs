@@ -17,9 +17,11 @@ use crate::{Error, Lease, NoBackend};
 /// What a started request carries until its outcome is known.
 struct Attempt<B, C> {
     lease: Lease<B>,
-    start: Instant,
+    /// The balancer's clock at `call`.
+    start: u64,
     classify: C,
-    timeout: Option<Duration>,
+    /// The timeout and tokio's clock at `call` (read only when there is a timeout).
+    timeout: Option<(Duration, Instant)>,
 }
 
 pin_project! {
@@ -36,8 +38,9 @@ pin_project! {
     pub struct ResponseFuture<F, B, C> {
         #[pin]
         inner: Option<F>,
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed: a tokio `Sleep` is several times the size of the rest of the future, which is
+        // moved a few times before it is pinned; only requests with a timeout allocate it.
+        sleep: Option<Pin<Box<Sleep>>>,
         attempt: Option<Attempt<B, C>>,
         refused: Option<NoBackend>,
     }
@@ -49,10 +52,10 @@ impl<F, B, C> ResponseFuture<F, B, C> {
             inner: Some(inner),
             sleep: None,
             attempt: Some(Attempt {
+                start: lease.clock_now(),
                 lease,
-                start: Instant::now(),
                 classify,
-                timeout,
+                timeout: timeout.map(|limit| (limit, Instant::now())),
             }),
             refused: None,
         }
@@ -86,10 +89,14 @@ where
         };
         if let Poll::Ready(result) = inner.poll(cx) {
             this.inner.set(None);
-            this.sleep.set(None);
+            *this.sleep = None;
             if let Some(a) = this.attempt.take() {
                 match &result {
-                    Ok(res) if !a.classify.is_failure(res) => a.lease.success(a.start.elapsed()),
+                    Ok(res) if !a.classify.is_failure(res) => {
+                        // The reading that ends the latency also timestamps the observation.
+                        let end = a.lease.clock_now();
+                        a.lease.success_at(end.saturating_sub(a.start), end);
+                    }
                     _ => a.lease.failure(),
                 }
             }
@@ -98,21 +105,21 @@ where
         let Some(a) = this.attempt.as_ref() else {
             return Poll::Pending;
         };
-        let Some(limit) = a.timeout else {
+        let Some((limit, called)) = a.timeout else {
             return Poll::Pending;
         };
         if this.sleep.is_none() {
             // `None` (a deadline past the clock's range) means no deadline.
-            let Some(deadline) = a.start.checked_add(limit) else {
+            let Some(deadline) = called.checked_add(limit) else {
                 return Poll::Pending;
             };
-            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+            *this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline)));
         }
-        if let Some(sleep) = this.sleep.as_mut().as_pin_mut()
-            && sleep.poll(cx).is_ready()
+        if let Some(sleep) = this.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
         {
             this.inner.set(None);
-            this.sleep.set(None);
+            *this.sleep = None;
             if let Some(a) = this.attempt.take() {
                 a.lease.failure();
             }

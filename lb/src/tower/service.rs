@@ -19,7 +19,10 @@ use crate::{BackendId, Balancer, Context, Lease, NoBackend, Policy};
 /// Per request, `call` picks a backend with the request's [`Routing`] (its [`Tried`](super::Tried)
 /// backends excluded, its [`HashKey`](super::HashKey) for hash policies), clones the picked
 /// service, and returns a [`ResponseFuture`] that drives the clone to readiness, calls it, and
-/// reports the outcome on the lease: success with the measured latency, failure on an inner
+/// reports the outcome on the lease: success with the latency measured by the balancer's
+/// clock (two readings per request: the default [`FastClock`](crate::FastClock) costs about
+/// 12 ns a reading; under tokio's paused test clock, build the balancer with
+/// [`TokioClock`](crate::TokioClock) so latencies are in paused time), failure on an inner
 /// error, a response the [`Classify`] rejects, or the [`timeout`](Self::timeout). Health,
 /// outlier ejection, slow start, weights and draining are the balancer's: configure them on
 /// its builder; change membership at runtime through [`balancer`](Self::balancer) (`add`,

@@ -1,6 +1,7 @@
 //! The tower integration (`tierkit_lb::tower`) with mock inner services: latency, errors,
 //! timeouts, readiness, membership changes at runtime and retries. Time is tokio's paused
-//! clock: mock latencies are exact and nothing sleeps for real.
+//! clock, which the balancers read through `TokioClock`: mock latencies are exact and nothing
+//! sleeps for real.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,7 @@ use tierkit_lb::tower::{
 };
 use tierkit_lb::{
     Backend, BackendId, Balancer, ConsistentHash, Error, Health, LeastConnections, LeastLatency,
-    NoBackend, OutlierDetection, Policy, RoundRobin,
+    NoBackend, OutlierDetection, Policy, RoundRobin, TokioClock,
 };
 use tower::discover::Change;
 use tower::retry::Retry;
@@ -130,6 +131,7 @@ impl<R> Service<R> for Mock {
 fn pool<P: Policy<Mock>>(policy: P, mocks: &[Mock]) -> Arc<Balancer<Mock, P>> {
     Arc::new(
         Balancer::builder()
+            .clock(TokioClock::new())
             .policy(policy)
             .backends(mocks.iter().map(|m| Backend::new(m.id, m.clone())))
             .panic_threshold(0)
@@ -228,6 +230,7 @@ async fn errors_and_rejected_responses_are_failures_and_eject() {
     ];
     let lb = Arc::new(
         Balancer::builder()
+            .clock(TokioClock::new())
             .policy(RoundRobin::new())
             .backends(mocks.iter().map(|m| Backend::new(m.id, m.clone())))
             .outlier_detection(
@@ -293,6 +296,7 @@ async fn timeout_is_a_failure_and_cancellation_is_not() {
 async fn no_backend_fails_fast_with_the_reason() {
     let lb: Arc<Balancer<Mock, RoundRobin>> = Arc::new(
         Balancer::builder()
+            .clock(TokioClock::new())
             .policy(RoundRobin::new())
             .build()
             .unwrap(),
@@ -366,6 +370,7 @@ impl futures_core::Stream for Feed {
 async fn membership_follows_a_discover_stream() {
     let lb: Arc<Balancer<Mock, RoundRobin>> = Arc::new(
         Balancer::builder()
+            .clock(TokioClock::new())
             .policy(RoundRobin::new())
             .build()
             .unwrap(),
@@ -552,6 +557,7 @@ impl Service<http::Request<()>> for Client {
 async fn layer_routes_one_client_and_forwards_readiness() {
     let lb = Arc::new(
         Balancer::builder()
+            .clock(TokioClock::new())
             .policy(ConsistentHash::maglev())
             .backends((1..=9u16).map(|p| Backend::new(u64::from(p), p)))
             .build()
