@@ -33,7 +33,9 @@
 
 /// Slots per bucket: 16 `u32`, one 64-byte cache line.
 const SLOTS: usize = 16;
-/// Keys per bucket the table is sized for (75% of the slots).
+/// Keys per bucket the table is sized for (75% of the slots). At 8 (50%), which forgets
+/// almost no key early, the hit ratios of `benches/examples/hit_ratio.rs` on OLTP at 2,000 and
+/// 10,000 entries, P3 at 100,000, loop mix and shifting at 10,000 moved by 0.02 points at most.
 const KEYS_PER_BUCKET: usize = 12;
 /// The most epochs in the window (`E`), so that ages fit the 8-bit stamp with room to sweep.
 const MAX_EPOCHS: u64 = 128;
@@ -58,6 +60,19 @@ fn mix64(mut z: u64) -> u64 {
 #[allow(clippy::cast_possible_truncation)]
 fn stamp(slot: u32) -> u8 {
     slot as u8
+}
+
+/// Bit masks of a bucket's slots at epoch `now`: those holding `fp` (live or not), and the free
+/// ones (empty, or `epochs` old or more). A loop without early exit, which the compiler turns
+/// into vector compares.
+#[inline]
+fn masks(slots: &[u32; SLOTS], fp: u32, now: u8, epochs: u8) -> (u32, u32) {
+    let (mut same, mut free) = (0u32, 0u32);
+    for (i, &slot) in slots.iter().enumerate() {
+        same |= u32::from(slot >> 8 == fp) << i;
+        free |= u32::from(slot == 0 || now.wrapping_sub(stamp(slot)) >= epochs) << i;
+    }
+    (same, free)
 }
 
 /// Keys recently evicted from the small queue (see the module docs).
@@ -104,21 +119,18 @@ impl Ghost {
         let (at, fp) = self.locate(hash);
         let (now, epochs) = (self.epoch, self.epochs);
         let slots = &mut self.buckets[at].0;
-        let (mut free, mut oldest, mut oldest_age) = (None, 0, 0);
-        for (i, &slot) in slots.iter().enumerate() {
-            let age = now.wrapping_sub(stamp(slot));
-            if slot == 0 || age >= epochs {
-                free = free.or(Some(i));
-            } else if slot >> 8 == fp {
-                // Remembered already (or a key with the same fingerprint): it starts again.
-                oldest = i;
-                free = None;
-                break;
-            } else if age >= oldest_age {
-                (oldest, oldest_age) = (i, age);
-            }
-        }
-        slots[free.unwrap_or(oldest)] = (fp << 8) | u32::from(now);
+        let (same, free) = masks(slots, fp, now, epochs);
+        // The slot of the same fingerprint (remembered already, or a key that shares it: either
+        // way it starts again), else a free one, else the oldest.
+        let i = if same != 0 {
+            same.trailing_zeros() as usize
+        } else if free != 0 {
+            free.trailing_zeros() as usize
+        } else {
+            let age = |i: &usize| now.wrapping_sub(stamp(slots[*i]));
+            (0..SLOTS).max_by_key(age).unwrap_or(0)
+        };
+        slots[i] = (fp << 8) | u32::from(now);
     }
 
     /// Whether `hash` is remembered; it is forgotten either way.
@@ -128,14 +140,13 @@ impl Ghost {
             return false;
         }
         let (at, fp) = self.locate(hash);
-        let (now, epochs) = (self.epoch, self.epochs);
-        for slot in &mut self.buckets[at].0 {
-            if *slot >> 8 == fp && now.wrapping_sub(stamp(*slot)) < epochs {
-                *slot = 0;
-                return true;
-            }
+        let (same, free) = masks(&self.buckets[at].0, fp, self.epoch, self.epochs);
+        let live = same & !free;
+        if live == 0 {
+            return false;
         }
-        false
+        self.buckets[at].0[live.trailing_zeros() as usize] = 0;
+        true
     }
 
     /// Forgets every key (keeping the table).
@@ -174,8 +185,16 @@ impl Ghost {
     }
 
     /// Moves time on by `charge`, sweeping `1/64` of the buckets per epoch begun.
+    #[inline]
     fn advance(&mut self, charge: u64) {
         let total = u128::from(self.charged) + u128::from(charge);
+        if let Ok(within) = u64::try_from(total)
+            && within < self.epoch_len
+        {
+            // The usual case: still in the current epoch, no division.
+            self.charged = within;
+            return;
+        }
         let len = u128::from(self.epoch_len);
         // Below `epoch_len`, a u64.
         #[allow(clippy::cast_possible_truncation)]
