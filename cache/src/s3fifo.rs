@@ -28,7 +28,9 @@ use ghost::Ghost;
 ///   128); a ghost hit forgets the key. It keeps a 4-byte fingerprint per key, 5.3 bytes per key
 ///   in all (about 4.8 per entry of an unweighted cache), and mistakes a key it never saw for a
 ///   remembered one with probability below one in a million; a full bucket forgets its oldest
-///   key early, about 2% of the keys. `clear` empties it.
+///   key early, about 2% of the keys. `clear` empties it. Its table is sized at the first
+///   eviction for the entries held then; with a weigher, if the entry count later grows by
+///   more than half, the ghost starts again in a bigger table (forgetting what it held).
 ///
 /// The "read at least twice" threshold is that of the paper's reference implementation
 /// (libCacheSim's original S3-FIFO); we measured it against "at least once" on the ARC OLTP
