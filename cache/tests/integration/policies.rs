@@ -416,6 +416,51 @@ fn s3fifo_resists_scans_and_uses_the_ghost() {
     assert!(cache.contains(&0));
 }
 
+/// At a size where the ghost counts in epochs (a main share of 9,000: 71 evictions each), keys
+/// back from the ghost go to the main queue, where hits keep them through scans and main churn;
+/// keys evicted too long ago come back as new ones.
+#[test]
+fn s3fifo_ghost_hits_go_to_main_at_scale() {
+    let mut cache = S3FifoCache::new(10_000).unwrap();
+    for k in 0..10_000u64 {
+        cache.insert(k, k);
+    }
+    // 1,000 more evict keys 0..1,000 from the small queue into the ghost.
+    for k in 10_000..11_000u64 {
+        cache.insert(k, k);
+    }
+    assert!((0..1_000).all(|k| !cache.contains(&k)));
+    for k in 0..1_000u64 {
+        cache.insert(k, k); // ghost hits
+        cache.get(&k);
+    }
+    // A scan four times the cache: the keys back from the ghost stay (they are in main, and
+    // each hit buys a second chance); nearly all of the first fill is gone.
+    for k in 100_000..140_000u64 {
+        cache.insert(k, k);
+        if k % 8 == 0 {
+            for h in 0..1_000u64 {
+                cache.get(&h);
+            }
+        }
+    }
+    assert!(
+        (0..1_000).all(|k| cache.contains(&k)),
+        "ghost hits went to main"
+    );
+    let survivors = (1_000..10_000).filter(|k| cache.contains(k)).count();
+    assert!(survivors < 100, "{survivors}");
+
+    // Key 5,000 left for the ghost during the scan, long before the last 9,000 evictions:
+    // forgotten, so it comes back into the small queue (9,000 of weight here, since main holds
+    // only the 1,000 keys), which a scan of 10,000 flushes.
+    cache.insert(5_000, 0);
+    for k in 200_000..210_000u64 {
+        cache.insert(k, k);
+    }
+    assert!(!cache.contains(&5_000));
+}
+
 #[test]
 fn every_get_hit_allocates_nothing() {
     fn check<C: Cache<u64, u64> + CachePolicy<u64, u64>>() {
