@@ -32,7 +32,10 @@ use policy::TinyLfu;
 ///   direction that helped (steps of 6.25% of the capacity, decaying, halved at every reversal;
 ///   a change within the sample's own noise moves nothing), so recency-heavy traffic gets a
 ///   large window (LRU-like) and frequency-heavy traffic a small one (Caffeine's "adaptive"
-///   policy).
+///   policy). When the whole popular set changes at once (the hit rate drops by 10 points or
+///   more while requests for keys the sketch never counted surge), the sketch forgets every
+///   count, and if the next sample confirms the change the window takes the protected
+///   segment's share, so the new keys get in as fast as under LRU.
 ///
 /// `get`, `get_mut` and replacing a value count as requests of the key and reorder it; inserting a
 /// new key counts as one request. Iteration visits the protected segment, the probation

@@ -232,8 +232,17 @@ impl TinyLfu {
     /// Runs the hill climber once a sample is complete, resizing the window.
     fn climb<K, V>(&mut self, slab: &mut Slab<K, V>) {
         let entries = u64::try_from(self.sketch.nominal()).unwrap_or(u64::MAX);
-        let Some(amount) = self.climber.adjustment(entries) else {
+        let Some(adjustment) = self.climber.adjustment(entries, self.sketch.period()) else {
             return;
+        };
+        if adjustment.forget {
+            self.sketch.clear();
+        }
+        let amount = if adjustment.recency {
+            // The whole protected segment goes to the window (its transfer limit still applies).
+            i128::try_from(self.protected_max).unwrap_or(i128::MAX)
+        } else {
+            adjustment.window
         };
         if amount > 0 {
             let quota = amount.unsigned_abs().min(self.protected_max);
@@ -283,8 +292,8 @@ impl Policy for TinyLfu {
         let fp = fingerprint(hash);
         slab.node_mut(idx).meta = fp << 2;
         self.sketch.ensure_capacity(slab.len());
-        self.sketch.increment(fp, 1);
-        self.climber.miss();
+        let unseen = self.sketch.increment_unseen(fp);
+        self.climber.miss(unseen);
         self.push_window(slab, idx);
         self.shrink_window(slab, idx, TRANSFER_LIMIT);
         self.climb(slab);
