@@ -124,12 +124,17 @@ impl<B> Policy<B> for PowerOfTwoChoices {
 
     #[inline]
     fn pick(&self, _: &(), view: &View<'_, B>, ctx: &Context<'_>) -> Option<usize> {
+        #[allow(clippy::cast_precision_loss)]
+        let cost = |i: usize| ((view.in_flight(i) + 1) as f64, f64::from(view.weight(i)));
+        if self.choices == 2 && view.len() > 2 && ctx.is_unrestricted() {
+            // The general path below without arrays or loops: same draws, same tie rule.
+            let (a, b) = two_distinct(view.len());
+            let ((na, da), (nb, db)) = (cost(a), cost(b));
+            return Some(if nb * da < na * db { b } else { a });
+        }
         let mut cands = [0; MAX_CHOICES];
         let k = sample_distinct(view.len(), self.choices, &mut cands);
-        #[allow(clippy::cast_precision_loss)]
-        least(view, ctx, &cands[..k], |_, i| {
-            ((view.in_flight(i) + 1) as f64, f64::from(view.weight(i)))
-        })
+        least(view, ctx, &cands[..k], |_, i| cost(i))
     }
 
     fn name(&self) -> &'static str {
