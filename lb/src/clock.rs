@@ -21,7 +21,7 @@ fn counter() -> &'static (quanta::Clock, u64) {
 /// once per process, taking up to a few milliseconds on first use).
 ///
 /// Why not [`SystemClock`](crate::SystemClock) (`Instant::now`): a balancer reads its clock on
-/// every success and failure, and the tower [`Balance`](crate::tower::Balance) twice per
+/// every success and failure, and the tower `Balance` (feature `tower`) twice per
 /// request to time it; a counter read costs about 12 ns on the 2-core VMs of our benchmarks,
 /// `Instant::now` about 33 ns.
 ///
@@ -29,7 +29,8 @@ fn counter() -> &'static (quanta::Clock, u64) {
 /// `FastClock`s compare; they never decrease on one thread. The counter keeps its own rate:
 /// over hours it may drift from the OS clock by what NTP slews that clock (up to 0.05%),
 /// which is immaterial for ejection lengths, slow start and latencies. It does not follow
-/// tokio's paused test clock: tests that time requests in paused time use [`TokioClock`].
+/// tokio's paused test clock: tests that time requests in paused time use `TokioClock`
+/// (feature `tokio`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastClock;
 
@@ -52,7 +53,7 @@ impl Clock for FastClock {
 }
 
 /// A clock that reads tokio's clock ([`tokio::time::Instant`]), so a balancer's time (latency
-/// measurements of the tower [`Balance`](crate::tower::Balance), ejection lengths, slow start)
+/// measurements of the tower `Balance`, ejection lengths, slow start)
 /// follows a paused test runtime (`#[tokio::test(start_paused = true)]`,
 /// `tokio::time::advance`) like the rest of the test. Outside a paused runtime it reads the
 /// system's monotonic clock, at `Instant::now`'s cost; production balancers keep the default
