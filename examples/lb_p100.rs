@@ -8,7 +8,7 @@
 //!                                                     # other processes cannot preempt it
 //! ```
 //!
-//! Per policy: a `Balancer` on the system clock over 100 backends (smooth WRR also over 1000),
+//! Per policy: a `Balancer` on the default clock over 100 backends (smooth WRR also over 1000),
 //! with outlier detection (3 failures eject for 20 ms, growing), slow start (200 ms windows) and
 //! the background refresher on. One thread picks and times each pick alone
 //! (`Instant::now()` before and after `Balancer::pick`; the lease is reported or dropped outside
@@ -194,7 +194,7 @@ fn main() {
     let picks: u64 = if quick { 100_000 } else { 1_000_000 };
     println!(
         "tierkit-lb p100: {picks} timed picks per policy during slow-start ramps, ejections and \
-         health flips (system clock, background refresher)\n"
+         health flips (default clock, background refresher)\n"
     );
     let tier = || Tier::new().zone("a", 70).zone("b", 30);
     let rows = vec![
