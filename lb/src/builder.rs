@@ -47,7 +47,8 @@ impl<B, P: Policy<B>> BalancerBuilder<B, P> {
         Self {
             policy,
             backends: Vec::new(),
-            clock: Box::new(FastClock),
+            // `new` calibrates the counter now (once per process), not on a first request.
+            clock: Box::new(FastClock::new()),
             outlier: None,
             slow_start: None,
             decay: Duration::from_secs(10),
