@@ -19,7 +19,7 @@ fn counter() -> &'static (quanta::Clock, u64) {
 /// TSC, or AArch64's system counter), and the OS monotonic clock elsewhere (through
 /// [`quanta`](https://docs.rs/quanta), which also calibrates the counter against the OS clock
 /// once per process: a loop of at least 500 rounds of 1 µs until the estimate is within 10 ns,
-/// bounded at 200 ms (0.6 ms on our 2-core VMs under load), run by [`FastClock::new`], which
+/// bounded at 200 ms (0.6 ms measured on our 2-core VM), run by [`FastClock::new`], which
 /// `Balancer::builder()` calls).
 ///
 /// Why not [`SystemClock`](crate::SystemClock) (`Instant::now`): a balancer reads its clock on
