@@ -99,26 +99,55 @@ impl Sketch {
         }
     }
 
-    /// `(word, shift)` of the counter at depth `i` for the mixed fingerprint `h`.
+    /// The key's block (one bounds check) and, for each depth, the word within it and the
+    /// counter's shift in that word, for the mixed fingerprint `h`.
     #[inline]
-    fn slot(&self, h: u64, i: usize) -> (usize, u32) {
+    fn counters(&mut self, h: u64) -> (&mut [u64; BLOCK_WORDS], [(usize, u32); DEPTH]) {
         // The block index is below `table.len() / 8`, so it fits in usize.
         #[allow(clippy::cast_possible_truncation)]
-        let block = (h & self.block_mask) as usize;
-        let b = (h >> (32 + 8 * i)) & 0xff;
-        #[allow(clippy::cast_possible_truncation)]
-        let word = block * BLOCK_WORDS + 2 * i + (b & 1) as usize;
-        #[allow(clippy::cast_possible_truncation)]
-        let shift = (((b >> 1) & 15) * 4) as u32;
-        (word, shift)
+        let base = (h & self.block_mask) as usize * BLOCK_WORDS;
+        let block: &mut [u64; BLOCK_WORDS] = (&mut self.table[base..base + BLOCK_WORDS])
+            .try_into()
+            .expect("invariant: the table is a whole number of blocks");
+        let slots = std::array::from_fn(|i| {
+            let b = (h >> (32 + 8 * i)) & 0xff;
+            // Below 8 and below 64.
+            #[allow(clippy::cast_possible_truncation)]
+            let at = (2 * i + (b & 1) as usize, (((b >> 1) & 15) * 4) as u32);
+            at
+        });
+        (block, slots)
     }
 
-    /// Adds `n` occurrences of fingerprint `fp` (each one an increment as documented).
+    /// Adds `n` occurrences of fingerprint `fp`, with the result of `n` increments as
+    /// documented, in one pass over the four counters unless a reset falls among them.
+    ///
+    /// Increment `j` (from 1) changes a counter, and so counts as an addition, exactly when
+    /// the smallest counter plus `j - 1` is below 15; so `n` increments make
+    /// `min(n, 15 - smallest)` additions and leave each counter at `min(count + n, 15)`. When
+    /// those additions reach the sample size, the reset happens part-way, and the increments
+    /// run one at a time.
     pub(crate) fn increment(&mut self, fp: u32, n: u32) {
         let h = mix64(u64::from(fp));
-        for _ in 0..n {
-            self.add(h);
+        let n = u64::from(n);
+        let (additions, sample_size) = (self.additions, self.sample_size);
+        let (block, slots) = self.counters(h);
+        let mut min = MAX_COUNT;
+        for &(word, shift) in &slots {
+            min = min.min((block[word] >> shift) & MAX_COUNT);
         }
+        let added = n.min(MAX_COUNT - min);
+        if additions + added >= sample_size {
+            for _ in 0..n {
+                self.add(h);
+            }
+            return;
+        }
+        for &(word, shift) in &slots {
+            let count = (block[word] >> shift) & MAX_COUNT;
+            block[word] += ((count + n).min(MAX_COUNT) - count) << shift;
+        }
+        self.additions += added;
     }
 
     /// Adds one occurrence of fingerprint `fp`; whether its estimate was zero before (a key the
@@ -130,15 +159,14 @@ impl Sketch {
     /// One increment of the mixed fingerprint `h`; returns the estimate before it.
     #[inline]
     fn add(&mut self, h: u64) -> u64 {
+        let (block, slots) = self.counters(h);
         let mut added = false;
         let mut min = MAX_COUNT;
-        for i in 0..DEPTH {
-            let (word, shift) = self.slot(h, i);
-            let w = &mut self.table[word];
-            let count = (*w >> shift) & MAX_COUNT;
+        for (word, shift) in slots {
+            let count = (block[word] >> shift) & MAX_COUNT;
             min = min.min(count);
             if count < MAX_COUNT {
-                *w += 1 << shift;
+                block[word] += 1 << shift;
                 added = true;
             }
         }
@@ -154,10 +182,17 @@ impl Sketch {
     /// The estimated count of fingerprint `fp`: the smallest of its counters.
     pub(crate) fn frequency(&self, fp: u32) -> u8 {
         let h = mix64(u64::from(fp));
+        // The block index is below `table.len() / 8`, so it fits in usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let base = (h & self.block_mask) as usize * BLOCK_WORDS;
+        let block = &self.table[base..base + BLOCK_WORDS];
         let mut min = MAX_COUNT;
         for i in 0..DEPTH {
-            let (word, shift) = self.slot(h, i);
-            min = min.min((self.table[word] >> shift) & MAX_COUNT);
+            let b = (h >> (32 + 8 * i)) & 0xff;
+            // Below 8.
+            #[allow(clippy::cast_possible_truncation)]
+            let word = block[(2 * i + (b & 1) as usize) & (BLOCK_WORDS - 1)];
+            min = min.min((word >> (((b >> 1) & 15) * 4)) & MAX_COUNT);
         }
         // At most 15.
         #[allow(clippy::cast_possible_truncation)]
@@ -212,6 +247,45 @@ mod tests {
         s.increment(fingerprint(k), 1);
         assert!(s.frequency(fp) <= 7, "halved: {}", s.frequency(fp));
         assert!(s.additions < s.sample_size / 2 + 1);
+    }
+
+    /// `increment(fp, n)` against `n` single additions (the definition), from states that
+    /// cover saturated counters and a reset falling among the `n`.
+    #[test]
+    fn one_pass_increment_equals_n_single_additions() {
+        let mut rng = 0x1234_5678_u64;
+        let mut next = move || {
+            rng = super::mix64(rng.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            rng
+        };
+        for round in 0..2_000 {
+            let mut fast = Sketch::new(64);
+            // A random history: some keys hot enough to saturate, and a position just short of
+            // a reset in some rounds.
+            for _ in 0..(next() % 400) {
+                let key = next() % 40;
+                fast.increment(fingerprint(key), 1 + (next() % 16) as u32);
+            }
+            if round % 3 == 0 {
+                fast.additions = fast.sample_size - 1 - next() % 8;
+            }
+            let mut slow = Sketch {
+                table: fast.table.clone(),
+                block_mask: fast.block_mask,
+                additions: fast.additions,
+                sample_size: fast.sample_size,
+                nominal: fast.nominal,
+            };
+            let fp = fingerprint(next() % 40);
+            let n = (next() % 20) as u32;
+            fast.increment(fp, n);
+            let h = super::mix64(u64::from(fp));
+            for _ in 0..n {
+                slow.add(h);
+            }
+            assert_eq!(fast.table, slow.table, "round {round}: n {n}");
+            assert_eq!(fast.additions, slow.additions, "round {round}: n {n}");
+        }
     }
 
     #[test]
