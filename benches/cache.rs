@@ -6,9 +6,9 @@
 //! Row names say what differs from the peer. tierkit's single-owner caches carry a default TTL
 //! (1 h, so nothing expires but every lookup checks it) read from the exact `SystemClock` unless
 //! the row says `coarse` (`CoarseClock`: lookups read a timestamp refreshed every millisecond);
-//! `no_ttl` rows carry none. Hashers: tierkit's default is std `RandomState` (keyed SipHash-1-3),
+//! `no_ttl` rows carry none. Hashers: tierkit's default is `SipHashBuilder` (keyed SipHash-1-3),
 //! `lru`'s and quick_cache's is foldhash; `fast` rows give tierkit `FastHashBuilder` (foldhash),
-//! the peers' own default, and `sip` rows give quick_cache std `RandomState`, so every ratio can
+//! the peers' own default, and `sip` rows give quick_cache tierkit's `SipHashBuilder`, so every ratio can
 //! be read default against default and hasher against same hasher.
 //!
 //! - `lru/get_hit`: `get` of a present key in a full 10,000-entry cache.
@@ -37,7 +37,6 @@
 // Key indices and counts are small; the casts cannot truncate.
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
-use std::hash::RandomState;
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Barrier};
@@ -56,7 +55,7 @@ use tierkit_testkit as workload;
 use peers::{Ops, SharedOps, Tk, quick_sync};
 use tierkit::cache::{
     CacheBuilder, CachePolicy, Clock, CoarseClock, ConcurrentCache, FastHashBuilder, FifoCache,
-    LfuCache, LruCache, S3FifoCache, SystemClock, TinyLfuCache,
+    LfuCache, LruCache, S3FifoCache, SipHashBuilder, SystemClock, TinyLfuCache,
 };
 
 #[global_allocator]
@@ -485,7 +484,7 @@ fn concurrent_get_group(c: &mut Criterion) {
     let lru: ConcurrentCache<u64, u64, LruCache<u64, u64>> =
         ConcurrentCache::with_builder(&room()).expect("valid config");
     run(&mut g, "tierkit_lru", &lru, &present);
-    let qc_sip = quick_sync(2 * CAP, RandomState::new());
+    let qc_sip = quick_sync(2 * CAP, SipHashBuilder::new());
     run(&mut g, "quick_cache_sip", &qc_sip, &present);
     let fast: ConcurrentCache<u64, u64, LruCache<u64, u64, _>, _> =
         ConcurrentCache::with_builder(&room().hasher(FastHashBuilder::new()).count_lookups(false))
@@ -527,7 +526,7 @@ fn concurrent_group(c: &mut Criterion) {
             &tiny_fast,
             &streams,
         );
-        let qc_sip = quick_sync(CAP, RandomState::new());
+        let qc_sip = quick_sync(CAP, SipHashBuilder::new());
         bench_mixed(&mut g, "quick_cache_sip", threads, &qc_sip, &streams);
         let lru_fast = concurrent_fast::<LruCache<u64, u64, _>>();
         bench_mixed(&mut g, "tierkit_lru_fast", threads, &lru_fast, &streams);

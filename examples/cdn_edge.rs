@@ -116,8 +116,8 @@ struct Day {
 }
 
 /// SipHash with fixed keys: the same hashes on every run, so the S3-FIFO ghost queue (which
-/// remembers hashes) and every table decide the same way (the default `RandomState` is keyed
-/// randomly per process, which is what a server exposed to untrusted URLs wants).
+/// remembers hashes) and every table decide the same way (the default `SipHashBuilder` is keyed
+/// randomly per builder, which is what a server exposed to untrusted URLs wants).
 type Fixed = BuildHasherDefault<DefaultHasher>;
 
 type Run = fn() -> Result<Day, Box<dyn Error>>;

@@ -259,7 +259,7 @@ impl Replay for LruCrate {
 }
 
 /// tierkit's caches hash with fixed-key SipHash so every run decides the same way (S3-FIFO's ghost
-/// queue remembers hashes; the default `RandomState` is keyed randomly per process).
+/// queue remembers hashes; the default `SipHashBuilder` is keyed randomly per builder).
 type Fixed = BuildHasherDefault<DefaultHasher>;
 
 type BuildError = Box<dyn Error + Send + Sync>;

@@ -1,7 +1,6 @@
 //! [`CacheBuilder`]: one validated configuration for every policy and for the sharded cache.
 
 use std::fmt;
-use std::hash::RandomState;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -9,7 +8,9 @@ use std::time::Duration;
 use crate::coarse_clock::shared_reading;
 use crate::engine::Hashed;
 use crate::rules::{EntryRules, nanos};
-use crate::{Cache, Clock, Error, Expiry, RemovalListener, Result, SystemClock, Weigher};
+use crate::{
+    Cache, Clock, Error, Expiry, RemovalListener, Result, SipHashBuilder, SystemClock, Weigher,
+};
 
 /// A single-owner cache policy that [`CacheBuilder`] can construct, and that
 /// [`ConcurrentCache`](crate::ConcurrentCache) can shard: [`LruCache`](crate::LruCache),
@@ -24,7 +25,7 @@ use crate::{Cache, Clock, Error, Expiry, RemovalListener, Result, SystemClock, W
     label = "name a single-owner cache type here (LruCache<K, V>, S3FifoCache<K, V>, ...)",
     note = "for a thread-safe cache use `ConcurrentCache::builder().max_capacity(n).build()?`, or `ConcurrentCache::with_builder(&builder)?`"
 )]
-pub trait CachePolicy<K, V, S = RandomState>: Cache<K, V> + Sized + Hashed<K, V> {
+pub trait CachePolicy<K, V, S = SipHashBuilder>: Cache<K, V> + Sized + Hashed<K, V> {
     /// Builds an empty cache from a validated configuration.
     ///
     /// # Errors
@@ -50,7 +51,7 @@ pub trait CachePolicy<K, V, S = RandomState>: Cache<K, V> + Sized + Hashed<K, V>
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 #[must_use]
-pub struct CacheBuilder<K, V, S = RandomState> {
+pub struct CacheBuilder<K, V, S = SipHashBuilder> {
     pub(crate) capacity: u64,
     /// The default time-to-live as given (validated by `validate`).
     pub(crate) default_ttl: Option<Duration>,
@@ -69,7 +70,7 @@ pub struct CacheBuilder<K, V, S = RandomState> {
     pub(crate) deferred: bool,
 }
 
-impl<K, V> CacheBuilder<K, V, RandomState> {
+impl<K, V> CacheBuilder<K, V, SipHashBuilder> {
     /// A builder for a cache holding at most `capacity` entries (or total weight, with a
     /// [`weigher`](Self::weigher)). Zero is reported by `build`.
     pub fn new(capacity: u64) -> Self {
@@ -86,7 +87,7 @@ impl<K, V> CacheBuilder<K, V, RandomState> {
             listener: None,
             clock: Arc::new(SystemClock),
             recent: None,
-            hasher: RandomState::new(),
+            hasher: SipHashBuilder::new(),
             shards: None,
             count_lookups: true,
             deferred: false,
@@ -179,7 +180,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Hashes keys with `hasher` instead of the default [`RandomState`] (keyed SipHash-1-3, which
+    /// Hashes keys with `hasher` instead of the default [`SipHashBuilder`] (keyed SipHash-1-3, which
     /// resists hash flooding by attacker-chosen keys; choose a faster hasher only for trusted keys).
     pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
         CacheBuilder {

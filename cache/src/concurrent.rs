@@ -2,7 +2,8 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +15,9 @@ use crate::engine::SharedGet;
 use crate::flight::Flights;
 use crate::removal::{Drained, Removal};
 use crate::rules::{EntryRules, Ttl};
-use crate::{CacheBuilder, CachePolicy, DefaultPolicy, Rejected, RemovalListener, Result};
+use crate::{
+    CacheBuilder, CachePolicy, DefaultPolicy, Rejected, RemovalListener, Result, SipHashBuilder,
+};
 
 /// Shards per CPU when the builder does not say. Every lookup writes its shard's lock word, so
 /// two threads reading hot keys contend on it whenever they land on the same shard: on the
@@ -169,7 +172,7 @@ pub(crate) type Shards<P> = Arc<[CachePadded<Shard<P>>]>;
 /// assert_eq!(cache.len(), 4);
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct ConcurrentCache<K, V, P = DefaultPolicy<K, V>, S = RandomState> {
+pub struct ConcurrentCache<K, V, P = DefaultPolicy<K, V>, S = SipHashBuilder> {
     pub(crate) shards: Shards<P>,
     pub(crate) hasher: S,
     pub(crate) flights: Arc<Flights<K, S>>,
@@ -200,11 +203,11 @@ impl<K, V, P, S: Clone> Clone for ConcurrentCache<K, V, P, S> {
     }
 }
 
-impl<K, V, P> ConcurrentCache<K, V, P, RandomState>
+impl<K, V, P> ConcurrentCache<K, V, P, SipHashBuilder>
 where
     K: Hash + Eq + 'static,
     V: 'static,
-    P: CachePolicy<K, V, RandomState>,
+    P: CachePolicy<K, V, SipHashBuilder>,
 {
     /// A cache of `capacity` entries with every other setting at its default.
     ///

@@ -2,10 +2,12 @@
 //! policy markers of [`policy`](crate::policy), and the type aliases of the common cases.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use crate::SipHashBuilder;
 use crate::{
     CacheBuilder, CachePolicy, Clock, ConcurrentCache, Expiry, FifoCache, LfuCache, LruCache,
     RemovalListener, Result, S3FifoCache, TinyLfuCache, Weigher,
@@ -16,18 +18,20 @@ use crate::{
 /// Its marker for `policy(..)` is [`policy::Default`](crate::policy::Default).
 /// It is [`TinyLfuCache`] (W-TinyLFU with an adaptive window): see the crate README's hit-ratio
 /// table for why, and where it falls short.
-pub type DefaultPolicy<K, V, S = RandomState> = TinyLfuCache<K, V, S>;
+pub type DefaultPolicy<K, V, S = SipHashBuilder> = TinyLfuCache<K, V, S>;
 
 /// A [`ConcurrentCache`] of [`LruCache`] shards.
-pub type ConcurrentLru<K, V, S = RandomState> = ConcurrentCache<K, V, LruCache<K, V, S>, S>;
+pub type ConcurrentLru<K, V, S = SipHashBuilder> = ConcurrentCache<K, V, LruCache<K, V, S>, S>;
 /// A [`ConcurrentCache`] of [`LfuCache`] shards.
-pub type ConcurrentLfu<K, V, S = RandomState> = ConcurrentCache<K, V, LfuCache<K, V, S>, S>;
+pub type ConcurrentLfu<K, V, S = SipHashBuilder> = ConcurrentCache<K, V, LfuCache<K, V, S>, S>;
 /// A [`ConcurrentCache`] of [`FifoCache`] shards.
-pub type ConcurrentFifo<K, V, S = RandomState> = ConcurrentCache<K, V, FifoCache<K, V, S>, S>;
+pub type ConcurrentFifo<K, V, S = SipHashBuilder> = ConcurrentCache<K, V, FifoCache<K, V, S>, S>;
 /// A [`ConcurrentCache`] of [`TinyLfuCache`] shards (what `ConcurrentCache<K, V>` is).
-pub type ConcurrentTinyLfu<K, V, S = RandomState> = ConcurrentCache<K, V, TinyLfuCache<K, V, S>, S>;
+pub type ConcurrentTinyLfu<K, V, S = SipHashBuilder> =
+    ConcurrentCache<K, V, TinyLfuCache<K, V, S>, S>;
 /// A [`ConcurrentCache`] of [`S3FifoCache`] shards.
-pub type ConcurrentS3Fifo<K, V, S = RandomState> = ConcurrentCache<K, V, S3FifoCache<K, V, S>, S>;
+pub type ConcurrentS3Fifo<K, V, S = SipHashBuilder> =
+    ConcurrentCache<K, V, S3FifoCache<K, V, S>, S>;
 
 /// The cache [`ConcurrentCacheBuilder::build`] returns for policy marker `Kind`.
 pub type Built<K, V, Kind, S> = ConcurrentCache<K, V, <Kind as PolicyKind>::Cache<K, V, S>, S>;
@@ -127,12 +131,12 @@ pub mod policy {
 /// A capacity is required: without [`max_capacity`](Self::max_capacity), `build` returns
 /// [`Error::ZeroCapacity`](crate::Error::ZeroCapacity).
 #[must_use]
-pub struct ConcurrentCacheBuilder<K, V, Kind = policy::Default, S = RandomState> {
+pub struct ConcurrentCacheBuilder<K, V, Kind = policy::Default, S = SipHashBuilder> {
     inner: CacheBuilder<K, V, S>,
     _kind: PhantomData<fn() -> Kind>,
 }
 
-impl<K, V> ConcurrentCache<K, V, DefaultPolicy<K, V>, RandomState> {
+impl<K, V> ConcurrentCache<K, V, DefaultPolicy<K, V>, SipHashBuilder> {
     /// A builder for a concurrent cache: set [`max_capacity`](ConcurrentCacheBuilder::max_capacity),
     /// and whatever else you need, then [`build`](ConcurrentCacheBuilder::build).
     pub fn builder() -> ConcurrentCacheBuilder<K, V> {
@@ -268,8 +272,11 @@ mod tests {
     fn default_marker_matches_default_policy() {
         fn same(
             c: ConcurrentCache<u64, u64>,
-        ) -> ConcurrentCache<u64, u64, <policy::Default as PolicyKind>::Cache<u64, u64, RandomState>>
-        {
+        ) -> ConcurrentCache<
+            u64,
+            u64,
+            <policy::Default as PolicyKind>::Cache<u64, u64, SipHashBuilder>,
+        > {
             c
         }
         let built = ConcurrentCache::builder().max_capacity(10).build();

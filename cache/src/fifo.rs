@@ -1,7 +1,6 @@
 //! [`FifoCache`]: evicts the oldest entry.
 
-use std::hash::RandomState;
-
+use crate::SipHashBuilder;
 use crate::engine::{Engine, Policy, cache_type};
 use crate::lru::back_except;
 use crate::slab::{List, NIL, Node, Slab};
@@ -28,7 +27,7 @@ use crate::slab::{List, NIL, Node, Slab};
 /// assert_eq!(order, ["c", "b"]);
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct FifoCache<K, V, S = RandomState> {
+pub struct FifoCache<K, V, S = SipHashBuilder> {
     inner: Engine<K, V, S, Fifo>,
 }
 

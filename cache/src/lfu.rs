@@ -1,11 +1,9 @@
 //! [`LfuCache`]: evicts the least frequently used entry, in O(1), with frequency aging
 //! ([`LfuAging`]).
 
-use std::hash::RandomState;
-
 use crate::engine::{Engine, Policy, cache_type};
 use crate::slab::{Links, List, NIL, Node, Slab};
-use crate::{Error, Result};
+use crate::{Error, Result, SipHashBuilder};
 
 /// A cache that evicts the **least frequently used** entry first, breaking ties by evicting the
 /// least recently used among the least frequent.
@@ -63,7 +61,7 @@ use crate::{Error, Result};
 /// assert!(cache.contains(&"d"));
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct LfuCache<K, V, S = RandomState> {
+pub struct LfuCache<K, V, S = SipHashBuilder> {
     inner: Engine<K, V, S, Lfu>,
 }
 

@@ -98,11 +98,11 @@
 //!
 //! ## Hashing
 //!
-//! Keys are hashed with the standard library's [`RandomState`](std::hash::RandomState) (keyed
-//! SipHash-1-3, safe for keys chosen by an attacker) unless the builder's
+//! Keys are hashed with [`SipHashBuilder`] (keyed SipHash-1-3, safe for keys chosen by an
+//! attacker; a random key per builder, or one you give) unless the builder's
 //! [`hasher`](CacheBuilder::hasher) says otherwise. For trusted keys, [`FastHashBuilder`]
-//! (foldhash, the default of `hashbrown`, `lru` and `quick_cache`) saves about 8 ns per
-//! operation on `u64` keys.
+//! (foldhash, the default of `hashbrown`, `lru` and `quick_cache`) saves about 75 instructions
+//! per operation on `u64` keys.
 //!
 //! ## Crate features
 //!
@@ -172,7 +172,7 @@ pub use tierkit_core::{Clock, ManualClock, SystemClock};
 #[doc(hidden)]
 pub type CacheError = Error;
 pub use fifo::FifoCache;
-pub use hasher::{FastHashBuilder, FastHasher};
+pub use hasher::{FastHashBuilder, FastHasher, SipHashBuilder, SipHasher};
 pub use lfu::{LfuAging, LfuCache};
 pub use loader::{LoadError, LoadOutcome};
 pub use lru::LruCache;

@@ -1,9 +1,8 @@
 //! [`LruCache`]: evicts the least recently used entry.
 
-use std::hash::RandomState;
-
 use std::sync::atomic::Ordering;
 
+use crate::SipHashBuilder;
 use crate::engine::{Engine, Policy, cache_type};
 use crate::slab::{List, NIL, Node, Slab};
 
@@ -33,7 +32,7 @@ use crate::slab::{List, NIL, Node, Slab};
 /// assert_eq!(order, ["c", "a"]);
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct LruCache<K, V, S = RandomState> {
+pub struct LruCache<K, V, S = SipHashBuilder> {
     inner: Engine<K, V, S, Lru>,
 }
 

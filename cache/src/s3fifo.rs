@@ -1,8 +1,8 @@
 //! [`S3FifoCache`]: the S3-FIFO policy (small, main and ghost FIFO queues).
 
-use std::hash::RandomState;
 use std::sync::atomic::Ordering;
 
+use crate::SipHashBuilder;
 use crate::engine::{Engine, Policy, cache_type};
 use crate::slab::{List, NIL, Node, Slab};
 
@@ -56,7 +56,7 @@ use ghost::Ghost;
 /// assert!(cache.contains(&0)); // the key read twice survived it
 /// # Ok::<(), tierkit_cache::CacheError>(())
 /// ```
-pub struct S3FifoCache<K, V, S = RandomState> {
+pub struct S3FifoCache<K, V, S = SipHashBuilder> {
     inner: Engine<K, V, S, S3Fifo>,
 }
 

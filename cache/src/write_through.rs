@@ -1,13 +1,13 @@
 //! [`WriteThrough`]: a [`ConcurrentCache`] in front of a [`Store`]; writes go to the store first.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::concurrent::shard_index;
-use crate::{CachePolicy, ConcurrentCache, LoadError, Store};
+use crate::{CachePolicy, ConcurrentCache, LoadError, SipHashBuilder, Store};
 
 /// Write locks per cache shard (see [`WriteMode::Update`]).
 const STRIPES_PER_SHARD: usize = 4;
@@ -54,7 +54,7 @@ pub enum WriteMode {
 /// assert_eq!(users.get(&2).expect("no error"), None); // a miss goes to the store
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct WriteThrough<K, V, P, St, S = RandomState> {
+pub struct WriteThrough<K, V, P, St, S = SipHashBuilder> {
     cache: ConcurrentCache<K, V, P, S>,
     store: St,
     mode: WriteMode,

@@ -67,7 +67,7 @@ pub trait Hashed<K, V> {
 /// `inner`.
 macro_rules! cache_type {
     ($ty:ident, $name:literal) => {
-        impl<K, V> $ty<K, V, ::std::hash::RandomState> {
+        impl<K, V> $ty<K, V, $crate::SipHashBuilder> {
             #[doc = concat!("An empty ", $name, " holding at most `capacity` entries.")]
             ///
             /// # Errors

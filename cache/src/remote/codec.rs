@@ -117,7 +117,7 @@ impl<T, C, P> Typed<T, C, P>
 where
     T: Send + 'static,
     C: Codec<T>,
-    P: CachePolicy<Bytes, Bytes, std::hash::RandomState> + Send + Sync + 'static,
+    P: CachePolicy<Bytes, Bytes, crate::SipHashBuilder> + Send + Sync + 'static,
 {
     /// `cache` read and written as `T` through `codec`.
     pub fn new(cache: TieredCache<P>, codec: C) -> Self {

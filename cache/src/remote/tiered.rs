@@ -38,7 +38,7 @@ struct NearSink<P> {
 
 impl<P> Invalidate for NearSink<P>
 where
-    P: CachePolicy<Bytes, Bytes, std::hash::RandomState> + Send + Sync + 'static,
+    P: CachePolicy<Bytes, Bytes, crate::SipHashBuilder> + Send + Sync + 'static,
 {
     fn key(&self, key: &[u8]) {
         self.near.invalidate(key);
@@ -82,7 +82,7 @@ pub struct TieredCacheBuilder<P = LruCache<Bytes, Bytes>> {
 
 impl<P> TieredCacheBuilder<P>
 where
-    P: CachePolicy<Bytes, Bytes, std::hash::RandomState> + Send + Sync + 'static,
+    P: CachePolicy<Bytes, Bytes, crate::SipHashBuilder> + Send + Sync + 'static,
 {
     /// A builder over the nodes and settings of `remote`.
     pub fn new(remote: RemoteTierBuilder) -> Self {
@@ -244,7 +244,7 @@ impl TieredCache {
 
 impl<P> TieredCache<P>
 where
-    P: CachePolicy<Bytes, Bytes, std::hash::RandomState> + Send + Sync + 'static,
+    P: CachePolicy<Bytes, Bytes, crate::SipHashBuilder> + Send + Sync + 'static,
 {
     /// The value of `key` from the near cache, else Redis, else `loader` (whose value is
     /// written to Redis and kept in the near cache). `Ok(None)` when the loader finds nothing.

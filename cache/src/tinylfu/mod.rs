@@ -4,8 +4,7 @@ mod climber;
 mod policy;
 mod sketch;
 
-use std::hash::RandomState;
-
+use crate::SipHashBuilder;
 use crate::engine::{Engine, cache_type};
 use policy::TinyLfu;
 
@@ -72,7 +71,7 @@ use policy::TinyLfu;
 /// assert_eq!((0..50).filter(|k| cache.contains(k)).count(), 50);
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
-pub struct TinyLfuCache<K, V, S = RandomState> {
+pub struct TinyLfuCache<K, V, S = SipHashBuilder> {
     inner: Engine<K, V, S, TinyLfu>,
 }
 

@@ -4,7 +4,7 @@ use super::*;
 
 /// Configures a [`WriteBack`]; from [`WriteBack::builder`].
 #[must_use]
-pub struct WriteBackBuilder<K, V, P, St, S = RandomState> {
+pub struct WriteBackBuilder<K, V, P, St, S = SipHashBuilder> {
     pub(super) cache: ConcurrentCache<K, V, P, S>,
     pub(super) store: St,
     pub(super) config: Config,

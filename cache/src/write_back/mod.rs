@@ -2,7 +2,8 @@
 //! later, in batches.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -12,7 +13,10 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use parking_lot::{Condvar, Mutex};
 
-use crate::{CachePolicy, Clock, ConcurrentCache, Error, LoadError, Result, Store, SystemClock};
+use crate::{
+    CachePolicy, Clock, ConcurrentCache, Error, LoadError, Result, SipHashBuilder, Store,
+    SystemClock,
+};
 
 mod builder;
 mod flush;
@@ -134,7 +138,7 @@ struct Shared<K, V, P, St, S> {
 /// # Ok::<(), tierkit_cache::Error>(())
 /// ```
 // The bounds sit on the struct (not only on impls) because `Drop`, which flushes, needs them.
-pub struct WriteBack<K, V, P, St, S = RandomState>
+pub struct WriteBack<K, V, P, St, S = SipHashBuilder>
 where
     K: Hash + Eq + Clone + 'static,
     V: Clone + Send + Sync + 'static,
