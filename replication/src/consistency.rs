@@ -41,6 +41,14 @@ pub enum Consistency {
     /// position of a node ([`Route::position`](crate::Route::position)) is behind what it
     /// serves and does not keep reads monotonic. Never waits (see
     /// `ReplicaSet::route_waiting`, feature `tokio`).
+    ///
+    /// The primary fallback shows every write acknowledged before the read began, and on
+    /// PostgreSQL no more than that is certain: a commit record is flushed and streamed before
+    /// the committing backend leaves the primary's ProcArray, so for that moment (as long as
+    /// the primary waits for a synchronous standby) a replica can show a transaction whose
+    /// `COMMIT` has not returned yet, and a snapshot taken on the primary does not show it. A
+    /// session that read such a transaction on a replica and then falls back to the primary
+    /// can miss it; reads the replicas serve never go backwards.
     MonotonicReads(Position),
     /// Rails-style: within `window` after the session's last write, read from the primary;
     /// afterwards any healthy replica. For applications that cannot track positions.
@@ -50,6 +58,8 @@ pub enum Consistency {
         /// How long reads stay on the primary after it.
         window: Duration,
     },
-    /// The primary (strong consistency).
+    /// The primary (strong consistency: every write acknowledged before the read began; a
+    /// replica can show a commit a moment before the primary does, see
+    /// [`MonotonicReads`](Consistency::MonotonicReads)).
     Primary,
 }
