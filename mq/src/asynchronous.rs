@@ -1,8 +1,9 @@
-//! The async (tokio) API: `recv` woken by sends, acknowledgements and sends on tokio's
-//! blocking pool so an fsync never stalls a runtime thread.
+//! The async (tokio) API: `recv` woken by sends, with dead-lettering, acknowledgements and
+//! sends on tokio's blocking pool so an fsync never stalls a runtime thread.
 
 use std::time::Duration;
 
+use crate::consumer::{Step, Take};
 use crate::topic::Sleeper;
 use crate::{Consumer, Delivery, Error, Message, Producer, Result};
 
@@ -12,8 +13,13 @@ impl Consumer {
     /// Woken by the send that makes a message visible (no polling), or when the group's next
     /// timer (a nack delay, a visibility timeout, a not-before time) comes due.
     ///
+    /// A message that reached [`max_deliveries`](crate::QueueBuilder::max_deliveries) is moved
+    /// to the dead-letter topic on tokio's blocking pool (its append and the fsync of its
+    /// acknowledgement never run on a runtime thread), before anything is delivered; a
+    /// message ready for delivery is read from the log on the runtime thread.
+    ///
     /// Cancellation-safe: if the future is dropped, no message was taken (a delivery exists
-    /// only once this returns it).
+    /// only once this returns it); dead-lettering that had started completes.
     ///
     /// # Examples
     /// ```
@@ -29,7 +35,8 @@ impl Consumer {
     /// ```
     ///
     /// # Errors
-    /// As [`Consumer::try_recv`].
+    /// As [`Consumer::try_recv`] (an error takes no delivery); [`Error::Io`] if the blocking
+    /// task could not run.
     ///
     /// # Panics
     /// When a timer is pending and the runtime was built without its time driver
@@ -42,8 +49,17 @@ impl Consumer {
             tokio::pin!(notified);
             // Registered before looking, so a send between the look and the wait wakes us.
             notified.as_mut().enable();
-            if let Some(d) = self.try_recv()? {
-                return Ok(d);
+            // The fast path, on this thread: a look at the group's state and a read of the
+            // message from the log. Dead-lettering (an append to the dead-letter topic, a
+            // journal write and fsyncs) goes to the blocking pool, then we look again.
+            match self.take(Take::DeliverOnly)? {
+                Step::Delivered(d) => return Ok(d),
+                Step::DeadLetterDue => {
+                    let c = self.clone();
+                    blocking(move || c.dead_letter_due()).await?;
+                    continue;
+                }
+                Step::Idle | Step::Journaled(_) => {}
             }
             match self.next_timer() {
                 Some(due) => {

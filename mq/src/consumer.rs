@@ -51,27 +51,80 @@ pub const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
 /// Header holding the original offset (8 bytes, little-endian) of a dead-lettered message.
 pub const DEAD_LETTER_OFFSET: &str = "x-original-offset";
 
+/// What [`Consumer::take`] may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Dead-letter the messages due for it, then deliver the next ready message if nothing
+    /// was dead-lettered (the synchronous API).
+    Any,
+    /// Deliver only: stop at a message due for dead-lettering and leave it in place. Does no
+    /// I/O but reading the message from the log (the async API's fast path, on a runtime
+    /// thread).
+    DeliverOnly,
+    /// Dead-letter only: never deliver (the async API, on tokio's blocking pool).
+    DeadLetterOnly,
+}
+
+/// What one [`Consumer::take`] did.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Delivered this message: it is in flight now.
+    Delivered(Delivery),
+    /// Nothing to do: no message is ready (or, for `DeadLetterOnly`, none is due for
+    /// dead-lettering).
+    Idle,
+    /// Dead-lettered one or more messages and delivered nothing: their acknowledgements are
+    /// journaled up to this sequence number, not yet fsynced.
+    Journaled(u64),
+    /// `DeliverOnly` found a message due for dead-lettering and left it in place.
+    DeadLetterDue,
+}
+
 impl Consumer {
     /// The next ready message, or `None` if none is ready now. Never blocks on other
     /// consumers' work; reads the message from the log (nothing is buffered in memory).
     ///
+    /// Messages that reached [`max_deliveries`](crate::QueueBuilder::max_deliveries) on the
+    /// way are moved to the dead-letter topic first, and their acknowledgement is fsynced
+    /// (unless the durability is `Never`) before a message is delivered.
+    ///
     /// # Errors
     /// [`Error::Corrupt`] if the record fails its checksum, [`Error::Io`], or an error writing
-    /// a dead letter.
+    /// a dead letter. An error takes no delivery: nothing is left in flight by it.
     pub fn try_recv(&self) -> Result<Option<Delivery>> {
+        loop {
+            match self.take(Take::Any)? {
+                Step::Delivered(d) => return Ok(Some(d)),
+                // Dead letters were journaled under the lock; their fsync waits outside it,
+                // before anything is delivered (a failed fsync then strands no delivery).
+                Step::Journaled(seq) => {
+                    self.topic
+                        .sync_journal(&self.queue.shared.cfg, &self.group, seq)?;
+                }
+                Step::Idle | Step::DeadLetterDue => return Ok(None),
+            }
+        }
+    }
+
+    /// Dead-letters the messages due for it and fsyncs their acknowledgements, delivering
+    /// nothing (blocking I/O: for tokio's blocking pool).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn dead_letter_due(&self) -> Result<()> {
+        if let Step::Journaled(seq) = self.take(Take::DeadLetterOnly)? {
+            self.topic
+                .sync_journal(&self.queue.shared.cfg, &self.group, seq)?;
+        }
+        Ok(())
+    }
+
+    /// One look at the group's state under its lock (see [`Take`]). Journals but never
+    /// fsyncs: a [`Step::Journaled`] sequence is for the caller to sync.
+    pub(crate) fn take(&self, mode: Take) -> Result<Step> {
         let cfg = &self.queue.shared.cfg;
         let now = cfg.clock.unix_millis();
         let visible_end = self.topic.visible_end(cfg.durability);
-        let mut journaled = None;
-        let got = {
-            let mut st = self.group.state.lock();
-            self.next_ready(&mut st, now, visible_end, &mut journaled)
-        };
-        // Dead letters were journaled under the lock; their fsync waits outside it.
-        if let Some(seq) = journaled {
-            self.topic.sync_journal(cfg, &self.group, seq)?;
-        }
-        got
+        let mut st = self.group.state.lock();
+        self.next_ready(&mut st, now, visible_end, mode)
     }
 
     fn next_ready(
@@ -79,8 +132,8 @@ impl Consumer {
         st: &mut GroupState,
         now: u64,
         visible_end: u64,
-        journaled: &mut Option<u64>,
-    ) -> Result<Option<Delivery>> {
+        mode: Take,
+    ) -> Result<Step> {
         let cfg = &self.queue.shared.cfg;
         while let Some(&(deadline, off)) = st.deadlines.first() {
             if deadline > now {
@@ -96,17 +149,26 @@ impl Consumer {
                 tracing::debug!(topic = %self.topic.name, group = %self.group.name, offset = off, "visibility timeout expired");
             }
         }
+        let mut journaled = None;
         loop {
-            let (off, retry) = match st.waiting.first() {
+            // `ready`: the time it waited for, or `None` if it came from the cursor.
+            let (off, ready) = match st.waiting.first() {
                 Some(&(ready, off)) if ready <= now => {
                     st.waiting.pop_first();
-                    (off, true)
+                    (off, Some(ready))
                 }
                 _ if st.cursor < visible_end => {
                     st.cursor += 1;
-                    (st.cursor - 1, false)
+                    (st.cursor - 1, None)
                 }
-                _ => return Ok(None),
+                _ => break,
+            };
+            // Puts `off` back where it was taken from (its attempts are restored apart).
+            let put_back = |st: &mut GroupState| match ready {
+                Some(ready) => {
+                    st.waiting.insert((ready, off));
+                }
+                None => st.cursor = off,
             };
             if st.is_acked(off) || st.inflight.contains_key(&off) {
                 continue;
@@ -115,22 +177,42 @@ impl Consumer {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
-                    // Put it back: an error must not lose the message.
-                    if retry {
-                        st.waiting.insert((now, off));
-                    } else {
-                        st.cursor = off;
-                    }
-                    return Err(e);
+                    // Put it back: an error must not lose the message. Dead letters already
+                    // journaled are returned for their fsync; the error comes back next time.
+                    put_back(st);
+                    return journaled.map(Step::Journaled).ok_or(e);
                 }
             };
-            if !retry && message.not_before_ms > now {
+            if ready.is_none() && message.not_before_ms > now {
                 st.waiting.insert((message.not_before_ms, off));
                 continue;
             }
-            let attempt = st.attempts.remove(&off).unwrap_or(0).saturating_add(1);
-            if attempt > cfg.max_deliveries {
-                *journaled = Some(self.dead_letter(st, off, message, attempt - 1)?);
+            let before = st.attempts.remove(&off).unwrap_or(0);
+            let attempt = before.saturating_add(1);
+            let due = attempt > cfg.max_deliveries;
+            // Left in place: a dead letter the mode does not write, or a message the mode
+            // does not deliver (nothing is delivered before journaled dead letters are synced).
+            let leave = if due {
+                mode == Take::DeliverOnly
+            } else {
+                mode == Take::DeadLetterOnly || journaled.is_some()
+            };
+            if leave {
+                if before > 0 {
+                    st.attempts.insert(off, before);
+                }
+                put_back(st);
+                if due {
+                    return Ok(Step::DeadLetterDue);
+                }
+                break;
+            }
+            if due {
+                match self.dead_letter(st, off, message, before) {
+                    Ok(seq) => journaled = Some(seq),
+                    // It was put back; the error comes back next time.
+                    Err(e) => return journaled.map(Step::Journaled).ok_or(e),
+                }
                 continue;
             }
             if attempt > 1 {
@@ -139,12 +221,13 @@ impl Consumer {
             let deadline = now.saturating_add(cfg.visibility_ms);
             st.inflight.insert(off, (deadline, attempt));
             st.deadlines.insert((deadline, off));
-            return Ok(Some(Delivery {
+            return Ok(Step::Delivered(Delivery {
                 offset: off,
                 attempt,
                 message,
             }));
         }
+        Ok(journaled.map_or(Step::Idle, Step::Journaled))
     }
 
     /// Moves `off` to the dead-letter topic and journals its acknowledgement (not yet
