@@ -52,7 +52,7 @@ mod common;
 mod peers;
 use tierkit_testkit as workload;
 
-use peers::{Ops, SharedOps, Tk, quick_sync};
+use peers::{Ops, SharedOps, Tk, quick_sync, run_mixed};
 use tierkit::cache::{
     CacheBuilder, CachePolicy, Clock, CoarseClock, ConcurrentCache, FastHashBuilder, FifoCache,
     LfuCache, LruCache, S3FifoCache, SipHashBuilder, SystemClock, TinyLfuCache,
@@ -363,19 +363,6 @@ fn mixed_streams(threads: usize) -> Vec<Vec<u64>> {
         .collect()
 }
 
-fn run_mixed<C: SharedOps>(cache: &C, keys: &[u64], ops: u64) {
-    let mut i = 0;
-    for n in 0..ops {
-        i = (i + 1) & (STREAM - 1);
-        let k = black_box(keys[i]);
-        if n % 10 == 9 {
-            cache.insert(k, n);
-        } else {
-            black_box(cache.get(k));
-        }
-    }
-}
-
 fn bench_mixed<C: SharedOps>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
@@ -385,9 +372,9 @@ fn bench_mixed<C: SharedOps>(
 ) {
     // Warm the cache to its steady state before any timing.
     for s in streams {
-        run_mixed(cache, s, STREAM as u64);
+        run_mixed::<C, STREAM>(cache, s, STREAM as u64);
     }
-    bench_threads(g, name, threads, cache, streams, run_mixed);
+    bench_threads(g, name, threads, cache, streams, run_mixed::<C, STREAM>);
 }
 
 /// Only lookups (`read_scaling`).

@@ -2,6 +2,7 @@
 //! monomorphised per cache (no dynamic dispatch in the timed loop).
 
 use std::hash::BuildHasher;
+use std::hint::black_box;
 
 /// A single-owner cache of `u64 -> u64`.
 pub(crate) trait Ops {
@@ -124,5 +125,20 @@ impl SharedOps for moka::sync::Cache<u64, u64> {
     #[inline]
     fn insert(&self, key: u64, value: u64) {
         moka::sync::Cache::insert(self, key, value);
+    }
+}
+
+/// One thread's share of `concurrent/mixed_90_10`: `ops` operations replaying `keys` (of
+/// length `STREAM`, a power of two, so the index wraps with a mask), 9 `get` for 1 `insert`.
+pub(crate) fn run_mixed<C: SharedOps, const STREAM: usize>(cache: &C, keys: &[u64], ops: u64) {
+    let mut i = 0;
+    for n in 0..ops {
+        i = (i + 1) & (STREAM - 1);
+        let k = black_box(keys[i]);
+        if n % 10 == 9 {
+            cache.insert(k, n);
+        } else {
+            black_box(cache.get(k));
+        }
     }
 }

@@ -4,6 +4,60 @@
 use std::fmt;
 use std::hash::{BuildHasher, Hasher, RandomState};
 
+/// `Debug` (naming no state) and a `Hasher` that forwards every method to the wrapped hasher
+/// (`.0`), for the public newtypes that keep the implementing crates out of this crate's API.
+macro_rules! forward_hasher {
+    ($name:ident) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+
+        impl Hasher for $name {
+            #[inline]
+            fn finish(&self) -> u64 {
+                self.0.finish()
+            }
+
+            #[inline]
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.write(bytes);
+            }
+
+            #[inline]
+            fn write_u8(&mut self, i: u8) {
+                self.0.write_u8(i);
+            }
+
+            #[inline]
+            fn write_u16(&mut self, i: u16) {
+                self.0.write_u16(i);
+            }
+
+            #[inline]
+            fn write_u32(&mut self, i: u32) {
+                self.0.write_u32(i);
+            }
+
+            #[inline]
+            fn write_u64(&mut self, i: u64) {
+                self.0.write_u64(i);
+            }
+
+            #[inline]
+            fn write_u128(&mut self, i: u128) {
+                self.0.write_u128(i);
+            }
+
+            #[inline]
+            fn write_usize(&mut self, i: usize) {
+                self.0.write_usize(i);
+            }
+        }
+    };
+}
+
 /// The caches' default hasher: keyed SipHash-1-3 (the [`siphasher`](https://docs.rs/siphasher)
 /// crate), which keeps an attacker who chooses keys (user names, URLs, header values) from
 /// flooding one bucket, with a random key per builder unless you give one.
@@ -12,7 +66,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 /// [`RandomState`] (the same hashes for the same key: a test checks it against std's
 /// `DefaultHasher`); what it adds is a key you can set ([`with_keys`](Self::with_keys)), so that
 /// several processes place keys alike, as the workspace's hashing rule asks. On `u64` keys it
-/// costs about 75 instructions per operation more than [`FastHashBuilder`] (callgrind,
+/// costs about 80 instructions per operation more than [`FastHashBuilder`] (callgrind,
 /// `benches/examples/cache_ops.rs`). Any [`BuildHasher`] can replace it with
 /// [`CacheBuilder::hasher`](crate::CacheBuilder::hasher).
 ///
@@ -85,54 +139,13 @@ impl BuildHasher for SipHashBuilder {
 /// The [`Hasher`] of a [`SipHashBuilder`]: SipHash-1-3.
 pub struct SipHasher(siphasher::sip::SipHasher13);
 
-impl fmt::Debug for SipHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SipHasher").finish_non_exhaustive()
-    }
-}
-
-impl Hasher for SipHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.0.write_u8(i);
-    }
-
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.0.write_u16(i);
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.0.write_u32(i);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0.write_u64(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.0.write_usize(i);
-    }
-}
+forward_hasher!(SipHasher);
 
 /// A fast, non-cryptographic hasher (currently [foldhash](https://docs.rs/foldhash)'s `fast`
 /// variant, the default of `hashbrown`, `lru` and `quick_cache`), seeded randomly per instance.
 ///
 /// The caches hash with [`SipHashBuilder`] by default: keyed SipHash-1-3, which keeps an
-/// attacker who chooses keys from flooding one bucket. That safety costs about 75 instructions
+/// attacker who chooses keys from flooding one bucket. That safety costs about 80 instructions
 /// per operation on `u64` keys over this hasher, a large part of a hit. When keys are not chosen by an
 /// adversary (internal ids, sequence numbers), opt into this hasher with
 /// [`CacheBuilder::hasher`](crate::CacheBuilder::hasher). foldhash resists only the simplest
@@ -185,53 +198,7 @@ impl BuildHasher for FastHashBuilder {
 /// The [`Hasher`] of a [`FastHashBuilder`].
 pub struct FastHasher(<hashbrown::DefaultHashBuilder as BuildHasher>::Hasher);
 
-impl fmt::Debug for FastHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FastHasher").finish_non_exhaustive()
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.0.write_u8(i);
-    }
-
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.0.write_u16(i);
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.0.write_u32(i);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0.write_u64(i);
-    }
-
-    #[inline]
-    fn write_u128(&mut self, i: u128) {
-        self.0.write_u128(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.0.write_usize(i);
-    }
-}
+forward_hasher!(FastHasher);
 
 #[cfg(test)]
 mod tests {

@@ -101,7 +101,7 @@
 //! Keys are hashed with [`SipHashBuilder`] (keyed SipHash-1-3, safe for keys chosen by an
 //! attacker; a random key per builder, or one you give) unless the builder's
 //! [`hasher`](CacheBuilder::hasher) says otherwise. For trusted keys, [`FastHashBuilder`]
-//! (foldhash, the default of `hashbrown`, `lru` and `quick_cache`) saves about 75 instructions
+//! (foldhash, the default of `hashbrown`, `lru` and `quick_cache`) saves about 80 instructions
 //! per operation on `u64` keys.
 //!
 //! ## Crate features
